@@ -1,0 +1,205 @@
+"""Identifiers (who gets a reward) and the deterministic idempotency key.
+
+Normalisation: surrounding whitespace is trimmed; emails are lower-cased;
+phones must already be E.164 (``+`` then 2 to 15 digits, the first 1-9). We do
+not guess at national formats: "(415) 555-1234" is refused, not rewritten,
+because a wrong guess would reward the wrong person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import attrs
+
+from thanx_async._errors import InvalidIdentifierError
+
+__all__ = ["Identifier", "IdentifierType", "idempotency_key"]
+
+IdentifierType = Literal["email", "phone"]
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# Deliberately plain: one @, a local part and a dotted domain, nothing that is
+# whitespace or a control character. The server is the final judge of deliverability.
+_EMAIL = re.compile(
+    r"[^\s@\x00-\x1f\x7f\"(),:;<>\[\\\]]{1,64}"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+_MAX_EMAIL = 254
+
+
+@attrs.frozen(slots=True)
+class Identifier:
+    """A normalised email or phone identifier.
+
+    Build one with :meth:`email`, :meth:`phone` or :meth:`parse`; they validate
+    and normalise, and raise :class:`~thanx_async.InvalidIdentifierError`
+    saying what is wrong with which value.
+
+    Example:
+        >>> Identifier.parse("  Jane.Smith@Example.com ")
+        Identifier(type='email', value='jane.smith@example.com')
+        >>> Identifier.parse("+14155551234").type
+        'phone'
+    """
+
+    type: IdentifierType
+    value: str
+
+    @classmethod
+    def email(cls, value: str) -> Identifier:
+        """Validate and normalise an email address (trimmed, lower-cased)."""
+        text = _text(value).lower()
+        if not text:
+            raise InvalidIdentifierError(value, "empty email")
+        if len(text) > _MAX_EMAIL:
+            raise InvalidIdentifierError(value, f"email longer than {_MAX_EMAIL} characters")
+        if text.count("@") != 1:
+            raise InvalidIdentifierError(value, "an email needs exactly one '@'")
+        if not _EMAIL.fullmatch(text):
+            raise InvalidIdentifierError(value, "not a valid email address")
+        return cls("email", text)
+
+    @classmethod
+    def phone(cls, value: str) -> Identifier:
+        """Validate a phone number, which must be E.164 (e.g. ``+14155551234``)."""
+        text = _text(value)
+        if not _E164.fullmatch(text):
+            raise InvalidIdentifierError(
+                value, "phones must be E.164: '+', then 2-15 digits, the first 1-9"
+            )
+        return cls("phone", text)
+
+    @classmethod
+    def parse(cls, value: str | Identifier) -> Identifier:
+        """Infer the type: an ``@`` makes an email, otherwise a leading ``+`` a phone.
+
+        An :class:`Identifier` is returned unchanged.
+        """
+        if isinstance(value, Identifier):
+            return value
+        text = _text(value)
+        # "@" first: "+promo@example.com" is an email, not a malformed phone.
+        if "@" in text:
+            return cls.email(text)
+        if text.startswith("+"):
+            return cls.phone(text)
+        if text and text.replace(" ", "").replace("-", "").isdigit():
+            raise InvalidIdentifierError(value, "phones must be E.164 with a leading '+'")
+        raise InvalidIdentifierError(value, "neither an email nor an E.164 phone")
+
+    def to_json(self) -> dict[str, str]:
+        """The identifier as the API's ``{"type", "value"}`` object."""
+        return {"type": self.type, "value": self.value}
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidIdentifierError(value, f"expected a string, got {type(value).__name__}")
+    return value.strip()
+
+
+_KEY_PREFIX = "thanx_async/idempotency/v1\n"
+
+
+def _net(text: str) -> str:
+    # A netstring over code points: "<length>:<text>," frames any text unambiguously.
+    return f"{len(text)}:{text},"
+
+
+def canonical_batch(
+    *,
+    merchant_id: str,
+    campaign_id: str,
+    variant_id: str,
+    identifiers: Sequence[Identifier],
+    dedupe_keys: Sequence[str | None] | None = None,
+    namespace: str = "",
+) -> bytes:
+    r"""The exact bytes :func:`idempotency_key` hashes (version 1 of the format).
+
+    ``"thanx_async/idempotency/v1\\n"``, then netstrings of namespace, merchant,
+    campaign and variant, then the identifier count as a netstring of its decimal
+    form, then per identifier: netstring(type), netstring(value), and ``-`` when
+    it has no dedupe key or ``+`` followed by netstring(dedupe key). Netstring
+    lengths count Unicode code points; the whole text is encoded as UTF-8.
+    """
+    if dedupe_keys is not None and len(dedupe_keys) != len(identifiers):
+        raise ValueError("dedupe_keys must be as long as identifiers")
+    head = _KEY_PREFIX + "".join(
+        _net(part) for part in (namespace, merchant_id, campaign_id, variant_id)
+    )
+    head += _net(str(len(identifiers)))
+    if dedupe_keys is None:
+        body: Iterable[str] = (
+            f"{len(i.type)}:{i.type},{len(i.value)}:{i.value},-" for i in identifiers
+        )
+    else:
+        body = (
+            f"{len(i.type)}:{i.type},{len(i.value)}:{i.value},"
+            + ("-" if k is None else "+" + _net(k))
+            for i, k in zip(identifiers, dedupe_keys, strict=True)
+        )
+    return (head + "".join(body)).encode("utf-8")
+
+
+def idempotency_key(
+    *,
+    merchant_id: str,
+    campaign_id: str,
+    variant_id: str,
+    identifiers: Sequence[Identifier | str],
+    dedupe_keys: Sequence[str | None] | None = None,
+    namespace: str = "",
+) -> str:
+    """The deterministic ``X-Idempotency-Key`` of one batch.
+
+    A pure function of the partition, the ordered identifiers (type and
+    normalised value), their dedupe keys and an optional namespace: the same
+    content gives the same key in any process, machine or later release; any
+    difference gives a different key.
+
+    Algorithm (version 1, frozen): SHA-256 of :func:`canonical_batch`; the first
+    16 bytes become an RFC 9562 version-8 UUID (the version and variant bits are
+    set, leaving 122 bits of the hash), written as lowercase 8-4-4-4-12 hex.
+
+    Args:
+        merchant_id: the merchant.
+        campaign_id: the campaign.
+        variant_id: the variant.
+        identifiers: identifiers in batch order; strings are parsed with
+            :meth:`Identifier.parse`.
+        dedupe_keys: one optional key per identifier (e.g. an event id), so the
+            same person can be rewarded twice on purpose.
+        namespace: separates otherwise identical batches of different callers.
+
+    Example:
+        >>> idempotency_key(merchant_id="m", campaign_id="c", variant_id="v",
+        ...                 identifiers=["a@example.com"])
+        'fc88a577-7205-803c-a89d-7202bd948ae7'
+    """
+    parsed = [Identifier.parse(i) for i in identifiers]
+    data = canonical_batch(
+        merchant_id=merchant_id,
+        campaign_id=campaign_id,
+        variant_id=variant_id,
+        identifiers=parsed,
+        dedupe_keys=dedupe_keys,
+        namespace=namespace,
+    )
+    return key_from_canonical(data)
+
+
+def key_from_canonical(data: bytes) -> str:
+    """Hash canonical batch bytes into the UUID-shaped key (see :func:`idempotency_key`)."""
+    raw = bytearray(hashlib.sha256(data).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x80  # version 8: custom, hash-based
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
+    return str(uuid.UUID(bytes=bytes(raw)))
