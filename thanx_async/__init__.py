@@ -10,6 +10,7 @@ Example:
     'jane@example.com'
 """
 
+from thanx_async._batcher import BatcherStats, RewardBatcher
 from thanx_async._client import ThanxClient
 from thanx_async._config import PRODUCTION_URL, SANDBOX_URL, RateLimit, RetryPolicy
 from thanx_async._errors import (
@@ -41,6 +42,7 @@ from thanx_async._models import (
     Pagination,
     Variant,
 )
+from thanx_async._outcomes import IssuanceOutcome, OutcomeStatus
 from thanx_async._version import __version__
 
 __all__ = [
@@ -50,12 +52,14 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatcherClosedError",
+    "BatcherStats",
     "Campaign",
     "IdempotencyConflictError",
     "Identifier",
     "InvalidIdentifierError",
     "IssuanceFailure",
     "IssuanceJob",
+    "IssuanceOutcome",
     "IssuanceSummary",
     "JobFailedError",
     "JobState",
@@ -63,11 +67,13 @@ __all__ = [
     "JournalError",
     "MalformedResponseError",
     "NotFoundError",
+    "OutcomeStatus",
     "Pagination",
     "PermissionDeniedError",
     "RateLimit",
     "RateLimitError",
     "RetryPolicy",
+    "RewardBatcher",
     "ServerError",
     "ThanxClient",
     "ThanxError",
