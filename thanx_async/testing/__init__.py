@@ -1,0 +1,80 @@
+"""Test helpers: a Thanx partner API emulator you can run in-process, in pytest or standalone.
+
+The emulator is a real aiohttp server on 127.0.0.1 that behaves like the
+Thanx API (headers, scopes, validation, idempotency cache, both rate-limit
+windows, the job lifecycle, revoke, campaigns, scopes) and lets a test script
+faults and inspect everything it received and issued.
+
+Example:
+    >>> import thanx_async as ta
+    >>> from thanx_async.testing import (
+    ...     DEFAULT_ACCESS_TOKEN, DEFAULT_CAMPAIGN_ID, DEFAULT_CLIENT_ID,
+    ...     DEFAULT_MERCHANT_ID, DEFAULT_VARIANT_ID, ThanxEmulator)
+    >>> async def demo() -> None:
+    ...     async with ThanxEmulator(start_delay=0.0) as emu:
+    ...         emu.state.faults.add("issue", drop="after")   # commit, then hang up
+    ...         async with ta.ThanxClient(client_id=DEFAULT_CLIENT_ID,
+    ...                                   access_token=DEFAULT_ACCESS_TOKEN,
+    ...                                   base_url=emu.url) as client:
+    ...             job = await client.issue_rewards(
+    ...                 merchant_id=DEFAULT_MERCHANT_ID, campaign_id=DEFAULT_CAMPAIGN_ID,
+    ...                 variant_id=DEFAULT_VARIANT_ID, identifiers=["jane@example.com"])
+    ...             await client.wait_for_job(job.id, merchant_id=DEFAULT_MERCHANT_ID)
+    ...         assert emu.state.issued_count("email", "jane@example.com") == 1
+
+With pytest, the ``thanx_emulator`` and ``thanx_client`` fixtures are
+available as soon as thanx-async is installed (pytest-asyncio required); use
+``@pytest.mark.thanx_emulator(speed=..., start_delay=...)`` for options.
+Standalone: ``python -m thanx_async.testing --port 8400``.
+"""
+
+from thanx_async.testing._app import build_app
+from thanx_async.testing._catalog import (
+    DEFAULT_CAMPAIGN_ID,
+    DEFAULT_MERCHANT_ID,
+    DEFAULT_VARIANT_ID,
+    OTHER_CAMPAIGN_ID,
+    OTHER_MERCHANT_ID,
+    Campaign,
+    Variant,
+)
+from thanx_async.testing._clock import ManualClock
+from thanx_async.testing._faults import Fault, Faults
+from thanx_async.testing._jobs import Job, LedgerEntry
+from thanx_async.testing._records import (
+    DEFAULT_ACCESS_TOKEN,
+    DEFAULT_CLIENT_ID,
+    READONLY_ACCESS_TOKEN,
+    READONLY_CLIENT_ID,
+    Credential,
+    LoggedRequest,
+)
+from thanx_async.testing._server import ThanxEmulator, main, run_forever
+from thanx_async.testing._state import EmulatorState, default_not_found
+
+__all__ = [
+    "DEFAULT_ACCESS_TOKEN",
+    "DEFAULT_CAMPAIGN_ID",
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_MERCHANT_ID",
+    "DEFAULT_VARIANT_ID",
+    "OTHER_CAMPAIGN_ID",
+    "OTHER_MERCHANT_ID",
+    "READONLY_ACCESS_TOKEN",
+    "READONLY_CLIENT_ID",
+    "Campaign",
+    "Credential",
+    "EmulatorState",
+    "Fault",
+    "Faults",
+    "Job",
+    "LedgerEntry",
+    "LoggedRequest",
+    "ManualClock",
+    "ThanxEmulator",
+    "Variant",
+    "build_app",
+    "default_not_found",
+    "main",
+    "run_forever",
+]
