@@ -5,49 +5,50 @@ variant) has at most one open batch, sealed at ``max_batch_size``, at
 ``max_wait`` after its first identifier, or on ``flush()`` / ``aclose()``. A
 sealed batch is sent once with a deterministic idempotency key (retries reuse
 its bytes and key), its job is followed by the tracker, and every caller's
-future resolves with that person's :class:`IssuanceOutcome`.
+future resolves with that person's :class:`IssuanceOutcome`. With a journal,
+admission is durable and work survives a crash (see ``_journal.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-from collections import deque
-from collections.abc import Sequence
+import os
 from types import TracebackType
-from typing import Self, cast
+from typing import Any, Self, cast
 
 import attrs
+import orjson
 
-from thanx_async._accumulator import Entry, OpenBatch, Partition, SealedBatch, seal
+from thanx_async._accumulator import Entry, EntryKey, OpenBatch, Partition, SealedBatch, seal
 from thanx_async._client import MAX_IDENTIFIERS, ThanxClient
-from thanx_async._errors import (
-    APIError,
-    BatcherClosedError,
-    JobFailedError,
-    ThanxError,
-)
-from thanx_async._identifiers import Identifier
+from thanx_async._errors import BatcherClosedError, JobFailedError, JournalError
+from thanx_async._identifiers import Identifier, IdentifierType
 from thanx_async._jobs import JobTracker
+from thanx_async._journal import Existing, Journal, Recorded, Recovered, RecoveredItem
 from thanx_async._models import IssuanceJob, JobState
-from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
+from thanx_async._outcomes import IssuanceOutcome, JobVerdict
+from thanx_async._resolution import Counters, Resolver
+from thanx_async._runner import BatchRunner
+from thanx_async._serde import job_from_dict
+from thanx_async._transport._ratelimit import SlidingWindowLimiter
 
 __all__ = ["BatcherStats", "RewardBatcher"]
 
 logger = logging.getLogger("thanx_async.batcher")
 
-#: Futures resolved per event-loop turn, so 10,000 outcomes never stall the caller's loop.
-RESOLVE_SLICE = 500
 #: Default back-pressure bound: about ten full batches.
 DEFAULT_MAX_PENDING = 10 * MAX_IDENTIFIERS
+#: How often the rate limiter's recent log is saved to the journal.
+_RATELOG_EVERY = 1.0
 
 
 @attrs.frozen(kw_only=True)
 class BatcherStats:
     """A snapshot of a batcher's counters.
 
+    ``accepted`` counts identifiers whose batch the server accepted.
     ``retries`` and ``rate_limited`` (429s received) are the client's, so they
     include any other traffic on the same client.
     """
@@ -57,23 +58,13 @@ class BatcherStats:
     sealed_batches: int
     posts: int
     polls: int
+    accepted: int
     retries: int
     rate_limited: int
     issued: int
     failed: int
     unknown: int
     jobs_tracked: int
-
-
-@attrs.define
-class _Counters:
-    submitted: int = 0
-    sealed_batches: int = 0
-    posts: int = 0
-    polls: int = 0
-    issued: int = 0
-    failed: int = 0
-    unknown: int = 0
 
 
 class RewardBatcher:
@@ -87,11 +78,18 @@ class RewardBatcher:
         max_batch_size: identifiers per batch, at most 10,000.
         max_wait: seconds a partition's first identifier may wait before its batch is sealed.
         max_pending: unresolved identifiers allowed before ``submit`` waits (FIFO).
+            The default, 100,000, is about ten full batches.
         max_in_flight: issue POSTs in flight at once.
-        job_timeout: seconds from acceptance until a job's futures raise ``JobTimeoutError``.
+        job_timeout: seconds from acceptance until a job's callers get
+            ``JobTimeoutError`` (None: wait as long as it takes). With a journal
+            the job is still followed and a resubmission joins it.
         close_timeout: seconds ``aclose()`` waits for outstanding jobs.
         namespace: mixed into every idempotency key, to keep otherwise identical
             batches of different applications apart.
+        journal: a path for a SQLite journal, or a :class:`Journal`, making
+            ``submit`` durable and the work crash-safe.
+        dedupe_window: with a journal, seconds a finished result answers a
+            resubmission of the same (partition, identifier, dedupe key).
 
     Example:
         >>> async def main(client: ThanxClient) -> None:
@@ -115,6 +113,8 @@ class RewardBatcher:
         job_timeout: float | None = 600.0,
         close_timeout: float = 60.0,
         namespace: str = "",
+        journal: str | os.PathLike[str] | Journal | None = None,
+        dedupe_window: float = 86_400.0,
     ) -> None:
         if not 1 <= max_batch_size <= MAX_IDENTIFIERS:
             raise ValueError(f"max_batch_size must be 1..{MAX_IDENTIFIERS}, got {max_batch_size}")
@@ -122,28 +122,43 @@ class RewardBatcher:
             raise ValueError("max_wait must be >= 0")
         if max_pending < 1 or max_in_flight < 1:
             raise ValueError("max_pending and max_in_flight must be >= 1")
+        if journal is not None and not isinstance(journal, Journal):
+            journal = Journal(journal, dedupe_window=dedupe_window)
         self._client = client
         self._defaults = (merchant_id, campaign_id, variant_id)
         self._max_batch_size = max_batch_size
         self._max_wait = max_wait
-        self._max_pending = max_pending
         self._close_timeout = close_timeout
         self._namespace = namespace
-        self._in_flight = asyncio.Semaphore(max_in_flight)
-        self._counters = _Counters()
-        self._tracker = JobTracker(client, job_timeout=job_timeout, on_poll=self._count_poll)
+        self._journal = journal
+        self._counters = Counters()
+        self._resolver = Resolver(max_pending, self._counters)
+        self._tracker = JobTracker(client, job_timeout=None, on_poll=self._count_poll)
+        self._runner = BatchRunner(
+            client=client,
+            tracker=self._tracker,
+            resolver=self._resolver,
+            counters=self._counters,
+            journal=journal,
+            namespace=namespace,
+            max_in_flight=max_in_flight,
+            job_timeout=job_timeout,
+            spawn=self._spawn,
+            posted=self._posted,
+        )
         self._partitions: dict[tuple[str, str, str], Partition] = {}
         self._open: dict[Partition, OpenBatch] = {}
-        self._unresolved: dict[tuple[Partition, str, str | None], Entry] = {}
-        self._pending = 0
-        self._admission: deque[asyncio.Future[None]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unposted: dict[SealedBatch, asyncio.Event] = {}
+        self._admitting: set[asyncio.Future[int | Recorded | Existing]] = set()
+        self._recorded_jobs: dict[int, IssuanceJob] = {}
+        self._started: asyncio.Future[None] | None = None
+        self._ratelog_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._closed = asyncio.Event()
 
     def __repr__(self) -> str:
-        return f"<RewardBatcher pending={self._pending} open={len(self._open)}>"
+        return f"<RewardBatcher pending={self._resolver.pending} open={len(self._open)}>"
 
     # -- public API ---------------------------------------------------------
 
@@ -160,35 +175,46 @@ class RewardBatcher:
 
         The identifier is validated here: an invalid one raises and nothing is
         queued. While ``max_pending`` identifiers are unresolved this waits
-        (first come, first served). Cancelling the returned future before its
-        batch is sealed takes the identifier out of the batch.
+        (first come, first served). With a journal it returns only once the
+        identifier is committed to disk; a resubmission of a finished
+        (partition, identifier, dedupe key) within ``dedupe_window`` gets the
+        recorded result and nothing is sent. Cancelling the returned future
+        before its batch is sealed takes the identifier out of the batch.
 
         Raises:
             InvalidIdentifierError: the identifier is not a valid email or E.164 phone.
             ValueError: no merchant, campaign or variant for this submission.
             BatcherClosedError: the batcher is closing or closed.
+            JournalError: the journal could not record the identifier.
         """
         self._check_open()
         ident = Identifier.parse(identifier)
         partition = self._partition(merchant_id, campaign_id, variant_id)
-        key = (partition, ident.value, dedupe_key)
+        await self._start()
+        key: EntryKey = (partition, ident.value, dedupe_key)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[IssuanceOutcome] = loop.create_future()
-        entry = self._unresolved.get(key)
+        entry = self._resolver.unresolved.get(key)
         if entry is None:
-            await self._admit()
-            entry = self._unresolved.get(key)  # someone may have added it while we waited
+            await self._resolver.admit()
+            if self._closing:
+                self._resolver.release()
+                raise BatcherClosedError("the batcher is closed")
+            entry = self._resolver.unresolved.get(key)  # added while we waited?
             if entry is None:
-                entry = self._add(key, ident, dedupe_key, loop.time())
+                entry = self._new_entry(key, ident, dedupe_key)
             else:
-                self._release_slot()
+                self._resolver.release()
         self._counters.submitted += 1
-        entry.callers.append(cast("asyncio.Future[object]", future))
+        entry.callers.append(future)
         future.add_done_callback(functools.partial(self._caller_done, entry))
-        if not entry.sealed:
-            batch = self._open.get(partition)
-            if batch is not None and len(batch.entries) >= self._max_batch_size:
-                self._seal(batch)
+        durable = entry.durable
+        if durable is not None and not durable.done():
+            try:
+                await asyncio.shield(durable)  # the durable acknowledgement
+            except BaseException:
+                future.cancel()  # nobody will ever hold this future
+                raise
         return future
 
     async def issue(
@@ -216,6 +242,9 @@ class RewardBatcher:
         Returns once each batch was accepted (its job is being followed) or
         rejected; outcomes arrive on the futures as jobs finish.
         """
+        await self._start()
+        if self._admitting:
+            await asyncio.gather(*self._admitting, return_exceptions=True)
         for batch in list(self._open.values()):
             self._seal(batch)
         events = list(self._unposted.values())
@@ -234,10 +263,11 @@ class RewardBatcher:
         c, client = self._counters, self._client.stats
         return BatcherStats(
             submitted=c.submitted,
-            pending=self._pending,
+            pending=self._resolver.pending,
             sealed_batches=c.sealed_batches,
             posts=c.posts,
             polls=c.polls,
+            accepted=c.accepted,
             retries=client.retries,
             rate_limited=client.rate_limited,
             issued=c.issued,
@@ -247,6 +277,7 @@ class RewardBatcher:
         )
 
     async def __aenter__(self) -> Self:
+        await self._start()
         return self
 
     async def __aexit__(
@@ -258,40 +289,124 @@ class RewardBatcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop admission, send every open batch, wait for jobs, then fail what is left.
+        """Stop admission, send every open batch, wait for jobs, then end what is left.
 
-        Waits up to ``close_timeout`` for outstanding jobs. Identifiers still
-        unresolved then fail with :class:`BatcherClosedError` (their job may
-        still complete on the server). No task of the batcher survives.
+        Waits up to ``close_timeout`` for outstanding jobs. Callers still
+        waiting then get :class:`BatcherClosedError`; without a journal their
+        job may still complete on the server, with one it stays journaled and
+        resumes on the next start. No task of the batcher survives.
         """
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
-        while self._admission:
-            waiter = self._admission.popleft()
-            if not waiter.done():
-                waiter.set_exception(BatcherClosedError("the batcher closed while waiting"))
+        self._resolver.close()
+        if self._started is not None and not self._started.done():
+            await asyncio.wait([self._started])
+        if self._admitting:
+            await asyncio.gather(*self._admitting, return_exceptions=True)
         for batch in list(self._open.values()):
             self._seal(batch)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
-        left = list(self._unresolved.values())
+        left = list(self._resolver.unresolved.values())
+        where = " (kept in the journal; resumed on the next start)" if self._journal else ""
+        error = BatcherClosedError(f"the batcher closed before this outcome was known{where}")
         for entry in left:
-            self._fail(
-                entry, BatcherClosedError("the batcher closed before this outcome was known")
-            )
+            if self._journal is None:
+                self._resolver.fail(entry, error)
+            else:
+                self._resolver.detach(entry, error)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._tracker.aclose(BatcherClosedError("the batcher closed"))
+        await self._tracker.aclose(error)
+        await self._close_journal()
         self._closed.set()
         c = self._counters
-        log = logger.warning if left else logger.info
-        log(
-            "batcher closed: %d submitted, %d issued, %d failed, %d unknown, %d unresolved",
-            c.submitted, c.issued, c.failed, c.unknown, len(left),
+        (logger.warning if left else logger.info)(
+            "batcher closed: %d submitted, %d issued, %d failed, %d unknown, %d unresolved%s",
+            c.submitted, c.issued, c.failed, c.unknown, len(left), where if left else "",
         )  # fmt: skip
+
+    # -- start and recovery ----------------------------------------------------
+
+    async def _start(self) -> None:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                if self._journal is not None:
+                    self._recover(await self._journal.open())
+                    self._schedule_ratelog()
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started.exception()  # retrieved: raised right here instead
+                raise
+            self._started.set_result(None)
+        elif not self._started.done():
+            await asyncio.shield(self._started)
+        elif self._started.exception() is not None:
+            raise cast("BaseException", self._started.exception())
+
+    def _recover(self, recovered: Recovered) -> None:
+        limiter = self._client.limiter
+        if recovered.ratelog and isinstance(limiter, SlidingWindowLimiter):
+            limiter.restore(recovered.ratelog)
+        for item in recovered.unsealed:
+            self._enqueue(self._recovered_entry(item))
+        for batch in recovered.batches:
+            partition = self._partition(*batch.partition)
+            entries = [self._recovered_entry(item) for item in batch.items]
+            for entry in entries:
+                entry.sealed = True
+            self._counters.sealed_batches += 1
+            self._spawn(
+                SealedBatch(
+                    partition, entries, batch.body, batch.key,
+                    batch_id=batch.batch_id, job_id=batch.job_id,
+                )
+            )  # fmt: skip
+        if recovered.unsealed or recovered.batches:
+            logger.info(
+                "journal %s: resuming %d unsealed identifiers and %d batches",
+                self._journal, len(recovered.unsealed), len(recovered.batches),
+            )  # fmt: skip
+
+    def _recovered_entry(self, item: RecoveredItem) -> Entry:
+        ident = Identifier(cast("IdentifierType", item.type), item.value)
+        key = (self._partition(*item.partition), item.value, item.dedupe_key)
+        entry = Entry(key, ident, item.dedupe_key)
+        entry.row_id = item.row_id
+        entry.pinned = True
+        self._resolver.unresolved[entry.key] = entry
+        self._resolver.pending += 1
+        return entry
+
+    def _schedule_ratelog(self) -> None:
+        limiter = self._client.limiter
+        if self._journal is None or not isinstance(limiter, SlidingWindowLimiter):
+            return
+        journal = self._journal
+
+        def save() -> None:
+            future = journal.save_ratelog(limiter.snapshot())
+            future.add_done_callback(_ignore_result)
+            self._ratelog_timer = asyncio.get_running_loop().call_later(_RATELOG_EVERY, save)
+
+        self._ratelog_timer = asyncio.get_running_loop().call_later(_RATELOG_EVERY, save)
+
+    async def _close_journal(self) -> None:
+        if self._ratelog_timer is not None:
+            self._ratelog_timer.cancel()
+        journal, limiter = self._journal, self._client.limiter
+        if journal is None or self._started is None or self._started.exception() is not None:
+            return
+        if isinstance(limiter, SlidingWindowLimiter):
+            try:
+                await journal.save_ratelog(limiter.snapshot())
+            except JournalError:
+                logger.exception("journal write failed")
+        await journal.aclose()
 
     # -- admission ----------------------------------------------------------
 
@@ -302,93 +417,111 @@ class RewardBatcher:
     def _partition(
         self, merchant_id: str | None, campaign_id: str | None, variant_id: str | None
     ) -> Partition:
-        merchant = merchant_id or self._defaults[0]
-        campaign = campaign_id or self._defaults[1]
-        variant = variant_id or self._defaults[2]
-        if not (merchant and campaign and variant):
-            missing = [
-                name
-                for name, value in (
-                    ("merchant_id", merchant),
-                    ("campaign_id", campaign),
-                    ("variant_id", variant),
-                )
-                if not value
-            ]
+        parts = (
+            merchant_id or self._defaults[0],
+            campaign_id or self._defaults[1],
+            variant_id or self._defaults[2],
+        )
+        partition = self._partitions.get(parts)  # type: ignore[arg-type]
+        if partition is not None:
+            return partition
+        names = ("merchant_id", "campaign_id", "variant_id")
+        missing = [n for n, v in zip(names, parts, strict=True) if not v]
+        if missing:
             raise ValueError(
                 f"no {', '.join(missing)}: pass it to submit() or set a default on RewardBatcher()"
             )
-        key = (merchant, campaign, variant)
-        partition = self._partitions.get(key)
-        if partition is None:
-            partition = self._partitions[key] = Partition(merchant, campaign, variant)
+        merchant, campaign, variant = cast("tuple[str, str, str]", parts)
+        partition = self._partitions[(merchant, campaign, variant)] = Partition(
+            merchant, campaign, variant
+        )
         return partition
 
-    async def _admit(self) -> None:
-        """Take one pending slot, waiting FIFO behind earlier submitters when full."""
-        if self._pending < self._max_pending and not self._admission:
-            self._pending += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._admission.append(waiter)
-        try:
-            await waiter  # the releaser hands its slot over before waking us
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._release_slot()  # granted, then cancelled: pass it on
-            else:
-                with contextlib.suppress(ValueError):
-                    self._admission.remove(waiter)
-            raise
-        self._check_open()
-
-    def _release_slot(self) -> None:
-        self._pending -= 1
-        while self._admission and self._pending < self._max_pending:
-            waiter = self._admission.popleft()
-            if not waiter.done():
-                self._pending += 1
-                waiter.set_result(None)
-
-    def _add(
-        self,
-        key: tuple[Partition, str, str | None],
-        ident: Identifier,
-        dedupe_key: str | None,
-        now: float,
-    ) -> Entry:
-        partition = key[0]
-        batch = self._open.get(partition)
-        if batch is None:
-            batch = self._open[partition] = OpenBatch(partition, now)
-            if self._max_wait == 0:
-                batch.timer = asyncio.get_running_loop().call_soon(self._seal_due, batch)
-            else:
-                batch.timer = asyncio.get_running_loop().call_at(
-                    now + self._max_wait, self._seal_due, batch
-                )
+    def _new_entry(self, key: EntryKey, ident: Identifier, dedupe_key: str | None) -> Entry:
         entry = Entry(key, ident, dedupe_key)
-        batch.entries[key] = entry
-        self._unresolved[key] = entry
+        self._resolver.unresolved[key] = entry
+        if self._journal is None:
+            self._enqueue(entry)
+            return entry
+        durable = self._journal.admit(key[0].ids, ident.type, ident.value, dedupe_key)
+        entry.durable = durable
+        self._admitting.add(durable)
+        durable.add_done_callback(functools.partial(self._admitted, entry))
         return entry
 
+    def _admitted(self, entry: Entry, durable: asyncio.Future[int | Recorded | Existing]) -> None:
+        """The journal answered an admission (runs before the submitter resumes)."""
+        self._admitting.discard(durable)
+        if durable.cancelled() or durable.exception() is not None:
+            self._resolver.forget(entry)  # submit() raises the journal error
+            return
+        result = durable.result()
+        if isinstance(result, Recorded):
+            self._answer_from_record(entry, result)
+        elif isinstance(result, Existing):
+            # Memory holds every unfinished journaled item; disagreeing is a bug.
+            self._resolver.fail(
+                entry, JournalError(f"journal row {result.row_id} is unfinished but not in memory")
+            )
+        elif not entry.callers or self._closing:
+            self._journal_forget(result)  # every caller cancelled while it was being written
+            self._resolver.forget(entry)
+        else:
+            entry.row_id = result
+            self._enqueue(entry)
+
+    def _answer_from_record(self, entry: Entry, record: Recorded) -> None:
+        job = self._recorded_jobs.get(record.batch_id)
+        if job is None:
+            job = job_from_dict(orjson.loads(record.job_json))
+            if len(self._recorded_jobs) >= 64:
+                self._recorded_jobs.pop(next(iter(self._recorded_jobs)))
+            self._recorded_jobs[record.batch_id] = job
+        if job.state is JobState.FAILED:
+            self._resolver.fail(entry, JobFailedError(job))
+        else:
+            outcome = JobVerdict.of(job, record.size).outcome(
+                record.position, entry.identifier, entry.dedupe_key
+            )
+            self._resolver.settle(entry, outcome)
+
+    def _journal_forget(self, row_id: int | None) -> None:
+        if self._journal is not None and row_id is not None:
+            self._journal.forget([row_id]).add_done_callback(_ignore_result)
+
+    def _enqueue(self, entry: Entry) -> None:
+        """Put an admitted entry into its partition's open batch (sealing it when full)."""
+        partition = entry.key[0]
+        batch = self._open.get(partition)
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._open[partition] = OpenBatch(partition, loop.time())
+            if self._max_wait == 0:
+                batch.timer = loop.call_soon(self._seal_due, batch)
+            else:
+                batch.timer = loop.call_at(batch.opened_at + self._max_wait, self._seal_due, batch)
+        batch.entries[entry.key] = entry
+        if len(batch.entries) >= self._max_batch_size:
+            self._seal(batch)
+
     def _caller_done(self, entry: Entry, future: asyncio.Future[IssuanceOutcome]) -> None:
-        if not future.cancelled() or entry.sealed:
-            return  # resolved normally, or cancelled after the seal: only the waiting stops
-        entry.callers.remove(cast("asyncio.Future[object]", future))
+        if not future.cancelled() or entry.sealed or entry.pinned:
+            return  # resolved, or cancelled after the seal: only the waiting stops
+        if future not in entry.callers:
+            return  # already detached from the entry
+        entry.callers.remove(future)
         if entry.callers:
             return  # another caller still wants this identifier
         batch = self._open.get(entry.key[0])
         if batch is not None and batch.entries.pop(entry.key, None) is not None:
-            if self._unresolved.get(entry.key) is entry:
-                del self._unresolved[entry.key]
-            self._release_slot()
+            self._resolver.forget(entry)
+            self._journal_forget(entry.row_id)
             if not batch.entries:
                 if batch.timer is not None:
                     batch.timer.cancel()
                 del self._open[batch.partition]
 
-    # -- sealing and sending ------------------------------------------------
+    # -- sealing ---------------------------------------------------------------
 
     def _seal_due(self, batch: OpenBatch) -> None:
         if self._open.get(batch.partition) is batch:
@@ -404,14 +537,13 @@ class RewardBatcher:
         self._counters.sealed_batches += 1
         logger.info(
             "sealed batch %s: %d identifiers for %s/%s/%s",
-            sealed.key, len(sealed.entries), batch.partition.merchant_id,
-            batch.partition.campaign_id, batch.partition.variant_id,
+            sealed.key, len(sealed.entries), *batch.partition.ids,
         )  # fmt: skip
         self._spawn(sealed)
 
     def _spawn(self, sealed: SealedBatch) -> None:
         self._unposted[sealed] = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self._run_batch(sealed))
+        task = asyncio.get_running_loop().create_task(self._runner.run(sealed))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -420,118 +552,10 @@ class RewardBatcher:
         if event is not None:
             event.set()
 
-    async def _run_batch(self, sealed: SealedBatch) -> None:
-        try:
-            job = await self._post(sealed)
-            if job is None:
-                return
-            try:
-                final = await self._tracker.track(job, merchant_id=sealed.partition.merchant_id)
-            except ThanxError as exc:
-                self._fail_all(sealed.entries, exc)
-                return
-            if final.state is JobState.FAILED:
-                logger.info("job %s (batch %s) failed", final.id, sealed.key)
-                self._fail_all(sealed.entries, JobFailedError(final))
-                return
-            await self._resolve(sealed, final)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug here must not strand futures
-            logger.exception("batch %s failed unexpectedly", sealed.key)
-            self._fail_all(sealed.entries, exc)
-        finally:
-            self._posted(sealed)
-
-    async def _post(self, sealed: SealedBatch) -> IssuanceJob | None:
-        """POST the batch; returns the accepted job, or None when it resolved otherwise."""
-        try:
-            async with self._in_flight:
-                self._counters.posts += 1
-                job = await self._client.issue_rewards_raw(sealed.body, sealed.key)
-        except APIError as exc:
-            if exc.is_identifier_error:
-                self._posted(sealed)  # flush() waits for the halves, not the parent
-                await self._bisect(sealed, exc)
-            else:
-                logger.warning("batch %s rejected: %s", sealed.key, exc)
-                self._fail_all(sealed.entries, exc)
-            return None
-        except ThanxError as exc:
-            logger.warning("batch %s not sent: %s", sealed.key, exc)
-            self._fail_all(sealed.entries, exc)
-            return None
-        self._posted(sealed)
-        logger.info("batch %s accepted as job %s", sealed.key, job.id)
-        return job
-
-    async def _bisect(self, sealed: SealedBatch, exc: APIError) -> None:
-        """Resend halves of a batch the server refused over one identifier, until it is isolated."""
-        if len(sealed.entries) == 1:
-            (entry,) = sealed.entries
-            self._settle(
-                entry,
-                IssuanceOutcome(
-                    identifier=entry.identifier, status=OutcomeStatus.FAILED,
-                    error=exc.message, dedupe_key=entry.dedupe_key,
-                ),
-            )  # fmt: skip
-            return
-        middle = len(sealed.entries) // 2
-        halves = [sealed.entries[:middle], sealed.entries[middle:]]
-        logger.info("batch %s refused (%s); resending in halves", sealed.key, exc.code)
-        for half in halves:
-            self._counters.sealed_batches += 1
-            self._spawn(seal(sealed.partition, half, self._namespace))
-
-    async def _resolve(self, sealed: SealedBatch, job: IssuanceJob) -> None:
-        verdict = JobVerdict.of(job, len(sealed.entries))
-        entries = sealed.entries
-        for start in range(0, len(entries), RESOLVE_SLICE):
-            if start:
-                await asyncio.sleep(0)  # let the caller's loop breathe between slices
-            for index in range(start, min(start + RESOLVE_SLICE, len(entries))):
-                entry = entries[index]
-                self._settle(entry, verdict.outcome(index, entry.identifier, entry.dedupe_key))
-        logger.info(
-            "job %s (batch %s) %s: %d identifiers",
-            job.id, sealed.key, job.state.value, len(entries),
-        )  # fmt: skip
-
-    # -- resolution ---------------------------------------------------------
-
-    def _forget(self, entry: Entry) -> bool:
-        """Drop an entry from the unresolved set; False if it was already resolved."""
-        if self._unresolved.get(entry.key) is not entry:
-            return False
-        del self._unresolved[entry.key]
-        self._release_slot()
-        return True
-
-    def _settle(self, entry: Entry, outcome: IssuanceOutcome) -> None:
-        if not self._forget(entry):
-            return
-        if outcome.status is OutcomeStatus.ISSUED:
-            self._counters.issued += 1
-        elif outcome.status is OutcomeStatus.FAILED:
-            self._counters.failed += 1
-        else:
-            self._counters.unknown += 1
-        for caller in entry.callers:
-            if not caller.done():
-                caller.set_result(outcome)
-
-    def _fail(self, entry: Entry, exc: BaseException) -> None:
-        if not self._forget(entry):
-            return
-        self._counters.failed += 1
-        for caller in entry.callers:
-            if not caller.done():
-                caller.set_exception(exc)
-
-    def _fail_all(self, entries: Sequence[Entry], exc: BaseException) -> None:
-        for entry in entries:
-            self._fail(entry, exc)
-
     def _count_poll(self) -> None:
         self._counters.polls += 1
+
+
+def _ignore_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("journal write failed: %s", future.exception())

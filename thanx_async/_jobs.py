@@ -168,6 +168,12 @@ class JobTracker:
         self._schedule(tracked, asyncio.get_running_loop().time())
         return True
 
+    def untrack(self, job_id: str) -> None:
+        """Stop following a job (its future is cancelled)."""
+        tracked = self._jobs.pop(job_id, None)
+        if tracked is not None:
+            tracked.future.cancel()
+
     def _schedule(self, tracked: _Tracked, when: float) -> None:
         heapq.heappush(self._heap, (when, next(self._seq), tracked))
         self._wakeup.set()

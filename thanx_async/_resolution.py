@@ -1,0 +1,119 @@
+"""The unresolved set: pending slots (back-pressure) and how entries end.
+
+An entry stays here from admission until it is settled (an outcome), failed
+(an error), or forgotten (cancelled before its seal). Each of those releases
+its pending slot, handing it to the longest-waiting submitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+import attrs
+
+from thanx_async._accumulator import Entry, EntryKey
+from thanx_async._errors import BatcherClosedError
+from thanx_async._outcomes import IssuanceOutcome, OutcomeStatus
+
+__all__ = ["Counters", "Resolver"]
+
+
+@attrs.define
+class Counters:
+    """What a batcher has done so far (read through ``RewardBatcher.stats()``)."""
+
+    submitted: int = 0
+    sealed_batches: int = 0
+    posts: int = 0
+    polls: int = 0
+    accepted: int = 0
+    issued: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+
+class Resolver:
+    """Owns the unresolved entries, the pending-slot count and the FIFO of waiting submitters."""
+
+    def __init__(self, max_pending: int, counters: Counters) -> None:
+        self.unresolved: dict[EntryKey, Entry] = {}
+        self.pending = 0
+        self._max_pending = max_pending
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._counters = counters
+
+    async def admit(self) -> None:
+        """Take one pending slot, waiting behind earlier submitters when all are taken."""
+        if self.pending < self._max_pending and not self._waiting:
+            self.pending += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter  # the releaser hands its slot over before waking us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release()  # granted, then cancelled: pass the slot on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """Give one slot back (to the first waiting submitter, if any)."""
+        self.pending -= 1
+        while self._waiting and self.pending < self._max_pending:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self.pending += 1
+                waiter.set_result(None)
+
+    def close(self) -> None:
+        """Refuse every waiting submitter (the batcher is closing)."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(BatcherClosedError("the batcher closed while waiting"))
+
+    def forget(self, entry: Entry) -> bool:
+        """Drop an entry; False if it was not (or no longer) unresolved."""
+        if self.unresolved.get(entry.key) is not entry:
+            return False
+        del self.unresolved[entry.key]
+        self.release()
+        return True
+
+    def settle(self, entry: Entry, outcome: IssuanceOutcome) -> None:
+        """Resolve every caller of an entry with its outcome."""
+        if not self.forget(entry):
+            return
+        if outcome.status is OutcomeStatus.ISSUED:
+            self._counters.issued += 1
+        elif outcome.status is OutcomeStatus.FAILED:
+            self._counters.failed += 1
+        else:
+            self._counters.unknown += 1
+        for caller in entry.callers:
+            if not caller.done():
+                caller.set_result(outcome)
+
+    def fail(self, entry: Entry, exc: BaseException) -> None:
+        """End an entry with an error for every caller."""
+        if not self.forget(entry):
+            return
+        self._counters.failed += 1
+        self.detach(entry, exc)
+
+    @staticmethod
+    def detach(entry: Entry, exc: BaseException) -> None:
+        """Give the current callers an error but keep the entry (its batch is still followed).
+
+        Used with a journal when a deadline passes: the caller stops waiting, the
+        work goes on, and a resubmission joins it.
+        """
+        for caller in entry.callers:
+            if not caller.done():
+                caller.set_exception(exc)
+        entry.callers.clear()

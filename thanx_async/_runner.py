@@ -1,0 +1,240 @@
+"""One sealed batch's life: journal it, POST it, follow its job, resolve its entries.
+
+Without a journal a batch that cannot be sent fails its callers. With a
+journal, the rules of DESIGN.md "Durability" apply: a batch whose fate is
+unknown (lost connection, server errors past the retry budget, a job past its
+deadline) stays journaled and keeps being pursued, while its current callers
+get the error and stop waiting; a rejection that issued nothing is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+import orjson
+
+from thanx_async._accumulator import Entry, SealedBatch, seal
+from thanx_async._client import ThanxClient
+from thanx_async._errors import (
+    APIError,
+    JobFailedError,
+    JobTimeoutError,
+    MalformedResponseError,
+    RateLimitError,
+    ServerError,
+    ThanxError,
+    TransportError,
+)
+from thanx_async._jobs import JobTracker
+from thanx_async._journal import Journal
+from thanx_async._models import IssuanceJob, JobState
+from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
+from thanx_async._resolution import Counters, Resolver
+from thanx_async._serde import converter
+
+__all__ = ["RESOLVE_SLICE", "BatchRunner", "job_to_json"]
+
+logger = logging.getLogger("thanx_async.batcher")
+
+#: Futures resolved per event-loop turn, so 10,000 outcomes never stall the caller's loop.
+RESOLVE_SLICE = 500
+
+# A POST that failed like this may or may not have created a job.
+_UNKNOWN_FATE = (TransportError, ServerError, RateLimitError, MalformedResponseError)
+
+
+def job_to_json(job: IssuanceJob) -> bytes:
+    """The job as JSON, for the journal (read back with ``job_from_dict``)."""
+    return orjson.dumps(converter.unstructure(job))
+
+
+class BatchRunner:
+    """Carries sealed batches from POST to resolved futures (one task per batch)."""
+
+    def __init__(
+        self,
+        *,
+        client: ThanxClient,
+        tracker: JobTracker,
+        resolver: Resolver,
+        counters: Counters,
+        journal: Journal | None,
+        namespace: str,
+        max_in_flight: int,
+        job_timeout: float | None,
+        spawn: Callable[[SealedBatch], None],
+        posted: Callable[[SealedBatch], None],
+        resend_after: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._tracker = tracker
+        self._resolver = resolver
+        self._counters = counters
+        self._journal = journal
+        self._namespace = namespace
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._job_timeout = job_timeout
+        self._spawn = spawn
+        self._posted = posted
+        self._resend_after = resend_after
+
+    async def run(self, sealed: SealedBatch) -> None:
+        """The whole life of one batch; never raises (except cancellation)."""
+        try:
+            if self._journal is not None and sealed.batch_id is None:
+                sealed.batch_id = await self._journal.seal(
+                    sealed.partition.ids, sealed.key, sealed.body, _row_ids(sealed.entries)
+                )
+            if sealed.job_id is None:
+                job = await self._post(sealed)
+                if job is None:
+                    return
+            else:  # recovered after acceptance: follow the job we already have
+                job = IssuanceJob(id=sealed.job_id, state=JobState.PENDING)
+                self._posted(sealed)
+            final = await self._follow(sealed, job)
+            if final is None:
+                return
+            if self._journal is not None and sealed.batch_id is not None:
+                await self._journal.finished(sealed.batch_id, job_to_json(final))
+            if final.state is JobState.FAILED:
+                logger.info("job %s (batch %s) failed", final.id, sealed.key)
+                self._fail_all(sealed.entries, JobFailedError(final))
+            else:
+                await self._resolve(sealed, final)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a journal failure must not strand futures
+            logger.exception("batch %s failed unexpectedly", sealed.key)
+            self._fail_all(sealed.entries, exc)
+        finally:
+            self._posted(sealed)
+
+    async def _post(self, sealed: SealedBatch) -> IssuanceJob | None:
+        """POST until accepted; None when the batch ended otherwise."""
+        while True:
+            try:
+                async with self._in_flight:
+                    self._counters.posts += 1
+                    job = await self._client.issue_rewards_raw(sealed.body, sealed.key)
+            except _UNKNOWN_FATE as exc:
+                if self._journal is None:
+                    logger.warning("batch %s not sent: %s", sealed.key, exc)
+                    self._fail_all(sealed.entries, exc)
+                    return None
+                logger.warning(
+                    "batch %s: %s; it stays journaled and is sent again in %gs",
+                    sealed.key, exc, self._resend_after,
+                )  # fmt: skip
+                self._detach_all(sealed.entries, exc)
+                await asyncio.sleep(self._resend_after)
+                continue
+            except APIError as exc:
+                if exc.is_identifier_error:
+                    self._posted(sealed)  # flush() waits for the halves, not the parent
+                    await self._bisect(sealed, exc)
+                else:
+                    logger.warning("batch %s rejected: %s", sealed.key, exc)
+                    await self._forget(sealed.entries, sealed.batch_id)
+                    self._fail_all(sealed.entries, exc)
+                return None
+            self._posted(sealed)
+            self._counters.accepted += len(sealed.entries)
+            logger.info("batch %s accepted as job %s", sealed.key, job.id)
+            if self._journal is not None and sealed.batch_id is not None:
+                _log_failure(self._journal.accepted(sealed.batch_id, job.id))
+            return job
+
+    async def _follow(self, sealed: SealedBatch, job: IssuanceJob) -> IssuanceJob | None:
+        """Wait for the job's end; None when the batch ended otherwise."""
+        tracked = self._tracker.track(job, merchant_id=sealed.partition.merchant_id)
+        try:
+            if self._job_timeout is None:
+                return await tracked
+            return await asyncio.wait_for(asyncio.shield(tracked), self._job_timeout)
+        except TimeoutError:
+            error = JobTimeoutError(job.id)
+            if self._journal is None:
+                self._tracker.untrack(job.id)
+                self._fail_all(sealed.entries, error)
+                return None
+            # The work goes on: current callers stop waiting, resubmissions join it.
+            self._detach_all(sealed.entries, error)
+            return await tracked
+        except ThanxError as exc:
+            logger.error(  # noqa: TRY400 - the error is expected and fully described here
+                "job %s of batch %s cannot be followed: %s", job.id, sealed.key, exc
+            )
+            self._fail_all(sealed.entries, exc)
+            return None
+
+    async def _bisect(self, sealed: SealedBatch, exc: APIError) -> None:
+        """Resend halves of a batch the server refused over one identifier, until it is isolated."""
+        if len(sealed.entries) == 1:
+            (entry,) = sealed.entries
+            await self._forget(sealed.entries, sealed.batch_id)
+            self._resolver.settle(
+                entry,
+                IssuanceOutcome(
+                    identifier=entry.identifier, status=OutcomeStatus.FAILED,
+                    error=exc.message, dedupe_key=entry.dedupe_key,
+                ),
+            )  # fmt: skip
+            return
+        middle = len(sealed.entries) // 2
+        halves = [
+            seal(sealed.partition, part, self._namespace)
+            for part in (sealed.entries[:middle], sealed.entries[middle:])
+        ]
+        logger.info("batch %s refused (%s); resending in halves", sealed.key, exc.code)
+        if self._journal is not None and sealed.batch_id is not None:
+            records = [(h.key, h.body, _row_ids(h.entries)) for h in halves]
+            ids = await self._journal.split(sealed.batch_id, sealed.partition.ids, records)
+            for half, batch_id in zip(halves, ids, strict=True):
+                half.batch_id = batch_id
+        for half in halves:
+            self._counters.sealed_batches += 1
+            self._spawn(half)
+
+    async def _resolve(self, sealed: SealedBatch, job: IssuanceJob) -> None:
+        verdict = JobVerdict.of(job, len(sealed.entries))
+        entries = sealed.entries
+        for start in range(0, len(entries), RESOLVE_SLICE):
+            if start:
+                await asyncio.sleep(0)  # let the caller's loop breathe between slices
+            for index in range(start, min(start + RESOLVE_SLICE, len(entries))):
+                entry = entries[index]
+                self._resolver.settle(
+                    entry, verdict.outcome(index, entry.identifier, entry.dedupe_key)
+                )
+        logger.info(
+            "job %s (batch %s) %s: %d identifiers",
+            job.id, sealed.key, job.state.value, len(entries),
+        )  # fmt: skip
+
+    async def _forget(self, entries: Sequence[Entry], batch_id: int | None) -> None:
+        # A rejection that issued nothing is not a recorded result: a resubmission tries again.
+        if self._journal is not None:
+            await self._journal.forget(_row_ids(entries), batch_id=batch_id)
+
+    def _fail_all(self, entries: Sequence[Entry], exc: BaseException) -> None:
+        for entry in entries:
+            self._resolver.fail(entry, exc)
+
+    def _detach_all(self, entries: Sequence[Entry], exc: BaseException) -> None:
+        for entry in entries:
+            self._resolver.detach(entry, exc)
+
+
+def _row_ids(entries: Sequence[Entry]) -> list[int]:
+    return [e.row_id for e in entries if e.row_id is not None]
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    def done(f: asyncio.Future[None]) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            logger.error("journal write failed: %s", f.exception())
+
+    future.add_done_callback(done)
