@@ -70,7 +70,8 @@ async def crash(batcher: ta.RewardBatcher) -> None:
         if batch.timer is not None:
             batch.timer.cancel()
     conn, journal._conn = journal._conn, None
-    assert conn is not None and journal._executor is not None
+    assert conn is not None
+    assert journal._executor is not None
     await asyncio.get_running_loop().run_in_executor(journal._executor, conn.close)
     journal._executor.shutdown()
 
@@ -84,7 +85,7 @@ def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
 async def settled(journal: Journal | None) -> None:
     """Wait until every queued journal write is committed."""
     assert journal is not None
-    while journal._ops or journal._writer is not None:
+    while journal._ops or journal._writer is not None:  # noqa: ASYNC110 - polling private state
         await asyncio.sleep(0.01)
 
 
@@ -237,7 +238,7 @@ async def test_rejection_that_issued_nothing_is_not_recorded(
 async def test_failed_job_is_recorded(
     thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator, journal_path: Path
 ) -> None:
-    """A job that ended 'failed' is a recorded result: a resubmission raises JobFailedError again."""
+    """A job that ended 'failed' is recorded: a resubmission raises JobFailedError again."""
     thanx_emulator.state.fail_next_jobs(1)
     async with batcher_for(thanx_client, journal_path) as b:
         with pytest.raises(ta.JobFailedError):
@@ -280,7 +281,7 @@ async def test_corrupt_file_is_a_clear_error(thanx_client: ta.ThanxClient, tmp_p
     path = tmp_path / "corrupt.db"
     path.write_bytes(b"this is not a database" * 100)
     batcher = batcher_for(thanx_client, path)
-    with pytest.raises(ta.JournalError, match="corrupt.db"):
+    with pytest.raises(ta.JournalError, match=r"corrupt\.db"):
         await batcher.submit(email(1))
     assert path.read_bytes().startswith(b"this is not a database")
 
