@@ -201,6 +201,10 @@ class BatchRunner:
     async def _resolve(self, sealed: SealedBatch, job: IssuanceJob) -> None:
         verdict = JobVerdict.of(job, len(sealed.entries))
         entries = sealed.entries
+        logger.info(
+            "job %s (batch %s) %s: resolving %d identifiers",
+            job.id, sealed.key, job.state.value, len(entries),
+        )  # fmt: skip
         for start in range(0, len(entries), RESOLVE_SLICE):
             if start:
                 await asyncio.sleep(0)  # let the caller's loop breathe between slices
@@ -209,10 +213,6 @@ class BatchRunner:
                 self._resolver.settle(
                     entry, verdict.outcome(index, entry.identifier, entry.dedupe_key)
                 )
-        logger.info(
-            "job %s (batch %s) %s: %d identifiers",
-            job.id, sealed.key, job.state.value, len(entries),
-        )  # fmt: skip
 
     async def _forget(self, entries: Sequence[Entry], batch_id: int | None) -> None:
         # A rejection that issued nothing is not a recorded result: a resubmission tries again.
