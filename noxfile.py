@@ -12,7 +12,7 @@ nox.options.default_venv_backend = "venv"
 def tests(session: nox.Session) -> None:
     """Run the whole test suite with branch coverage."""
     session.install("-e", ".[test]")
-    session.run("pytest", "--cov", "--cov-report=term", *session.posargs)
+    session.run("pytest", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -10,40 +10,88 @@ Example:
     'jane@example.com'
 """
 
-from thanx_async._batcher import BatcherStats, RewardBatcher
-from thanx_async._client import ThanxClient
-from thanx_async._config import PRODUCTION_URL, SANDBOX_URL, RateLimit, RetryPolicy
-from thanx_async._errors import (
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    BatcherClosedError,
-    IdempotencyConflictError,
-    InvalidIdentifierError,
-    JobFailedError,
-    JobTimeoutError,
-    JournalError,
-    MalformedResponseError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ServerError,
-    ThanxError,
-    TransportError,
-    UnprocessableEntityError,
-)
-from thanx_async._identifiers import Identifier, idempotency_key
-from thanx_async._models import (
-    Campaign,
-    IssuanceFailure,
-    IssuanceJob,
-    IssuanceSummary,
-    JobState,
-    Pagination,
-    Variant,
-)
-from thanx_async._outcomes import IssuanceOutcome, OutcomeStatus
+# Names are imported on first use (PEP 562), so importing the package (which
+# pytest does for every run through our plugin) stays cheap.
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from thanx_async._version import __version__
+
+if TYPE_CHECKING:
+    from thanx_async._batcher import BatcherStats, RewardBatcher
+    from thanx_async._client import ThanxClient
+    from thanx_async._config import PRODUCTION_URL, SANDBOX_URL, RateLimit, RetryPolicy
+    from thanx_async._errors import (
+        APIError,
+        AuthenticationError,
+        BadRequestError,
+        BatcherClosedError,
+        IdempotencyConflictError,
+        InvalidIdentifierError,
+        JobFailedError,
+        JobTimeoutError,
+        JournalError,
+        MalformedResponseError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        ServerError,
+        ThanxError,
+        TransportError,
+        UnprocessableEntityError,
+    )
+    from thanx_async._identifiers import Identifier, idempotency_key
+    from thanx_async._models import (
+        Campaign,
+        IssuanceFailure,
+        IssuanceJob,
+        IssuanceSummary,
+        JobState,
+        Pagination,
+        Variant,
+    )
+    from thanx_async._outcomes import IssuanceOutcome, OutcomeStatus
+
+_EXPORTS = {
+    "APIError": "thanx_async._errors",
+    "AuthenticationError": "thanx_async._errors",
+    "BadRequestError": "thanx_async._errors",
+    "BatcherClosedError": "thanx_async._errors",
+    "BatcherStats": "thanx_async._batcher",
+    "Campaign": "thanx_async._models",
+    "IdempotencyConflictError": "thanx_async._errors",
+    "Identifier": "thanx_async._identifiers",
+    "InvalidIdentifierError": "thanx_async._errors",
+    "IssuanceFailure": "thanx_async._models",
+    "IssuanceJob": "thanx_async._models",
+    "IssuanceOutcome": "thanx_async._outcomes",
+    "IssuanceSummary": "thanx_async._models",
+    "JobFailedError": "thanx_async._errors",
+    "JobState": "thanx_async._models",
+    "JobTimeoutError": "thanx_async._errors",
+    "JournalError": "thanx_async._errors",
+    "MalformedResponseError": "thanx_async._errors",
+    "NotFoundError": "thanx_async._errors",
+    "OutcomeStatus": "thanx_async._outcomes",
+    "PRODUCTION_URL": "thanx_async._config",
+    "Pagination": "thanx_async._models",
+    "PermissionDeniedError": "thanx_async._errors",
+    "RateLimit": "thanx_async._config",
+    "RateLimitError": "thanx_async._errors",
+    "RetryPolicy": "thanx_async._config",
+    "RewardBatcher": "thanx_async._batcher",
+    "SANDBOX_URL": "thanx_async._config",
+    "ServerError": "thanx_async._errors",
+    "ThanxClient": "thanx_async._client",
+    "ThanxError": "thanx_async._errors",
+    "TransportError": "thanx_async._errors",
+    "UnprocessableEntityError": "thanx_async._errors",
+    "Variant": "thanx_async._models",
+    "idempotency_key": "thanx_async._identifiers",
+}
 
 __all__ = [
     "PRODUCTION_URL",
@@ -83,3 +131,16 @@ __all__ = [
     "__version__",
     "idempotency_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'thanx_async' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

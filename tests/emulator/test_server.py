@@ -9,7 +9,6 @@ import sys
 import aiohttp
 import pytest
 
-from thanx_async import testing
 from thanx_async.testing import (
     DEFAULT_ACCESS_TOKEN,
     DEFAULT_CLIENT_ID,
@@ -90,11 +89,3 @@ def test_command_reports_an_unbindable_address(capsys: pytest.CaptureFixture[str
     """main() returns 1 with a message when the address cannot be bound."""
     assert main(["--host", "203.0.113.1", "--port", "1"]) == 1
     assert "cannot start the emulator" in capsys.readouterr().err
-
-
-def test_public_names() -> None:
-    """__all__ is sorted and is exactly what the package exports."""
-    assert testing.__all__ == sorted(testing.__all__, key=lambda n: (not n.isupper(), n))
-    # "@py..." names are pytest's assertion-rewriting helpers, not ours.
-    public = {name for name in vars(testing) if not name.startswith(("_", "@"))}
-    assert public == set(testing.__all__)

@@ -28,29 +28,65 @@ available as soon as thanx-async is installed (pytest-asyncio required); use
 Standalone: ``python -m thanx_async.testing --port 8400``.
 """
 
-from thanx_async.testing._app import build_app
-from thanx_async.testing._catalog import (
-    DEFAULT_CAMPAIGN_ID,
-    DEFAULT_MERCHANT_ID,
-    DEFAULT_VARIANT_ID,
-    OTHER_CAMPAIGN_ID,
-    OTHER_MERCHANT_ID,
-    Campaign,
-    Variant,
-)
-from thanx_async.testing._clock import ManualClock
-from thanx_async.testing._faults import Fault, Faults
-from thanx_async.testing._jobs import Job, LedgerEntry
-from thanx_async.testing._records import (
-    DEFAULT_ACCESS_TOKEN,
-    DEFAULT_CLIENT_ID,
-    READONLY_ACCESS_TOKEN,
-    READONLY_CLIENT_ID,
-    Credential,
-    LoggedRequest,
-)
-from thanx_async.testing._server import ThanxEmulator, main, run_forever
-from thanx_async.testing._state import EmulatorState, default_not_found
+# Names are imported on first use (PEP 562), so importing the package (which
+# pytest does for every run through our plugin) stays cheap.
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from thanx_async.testing._app import build_app
+    from thanx_async.testing._catalog import (
+        DEFAULT_CAMPAIGN_ID,
+        DEFAULT_MERCHANT_ID,
+        DEFAULT_VARIANT_ID,
+        OTHER_CAMPAIGN_ID,
+        OTHER_MERCHANT_ID,
+        Campaign,
+        Variant,
+    )
+    from thanx_async.testing._clock import ManualClock
+    from thanx_async.testing._faults import Fault, Faults
+    from thanx_async.testing._jobs import Job, LedgerEntry
+    from thanx_async.testing._records import (
+        DEFAULT_ACCESS_TOKEN,
+        DEFAULT_CLIENT_ID,
+        READONLY_ACCESS_TOKEN,
+        READONLY_CLIENT_ID,
+        Credential,
+        LoggedRequest,
+    )
+    from thanx_async.testing._server import ThanxEmulator, main, run_forever
+    from thanx_async.testing._state import EmulatorState, default_not_found
+
+_EXPORTS = {
+    "Campaign": "thanx_async.testing._catalog",
+    "Credential": "thanx_async.testing._records",
+    "DEFAULT_ACCESS_TOKEN": "thanx_async.testing._records",
+    "DEFAULT_CAMPAIGN_ID": "thanx_async.testing._catalog",
+    "DEFAULT_CLIENT_ID": "thanx_async.testing._records",
+    "DEFAULT_MERCHANT_ID": "thanx_async.testing._catalog",
+    "DEFAULT_VARIANT_ID": "thanx_async.testing._catalog",
+    "EmulatorState": "thanx_async.testing._state",
+    "Fault": "thanx_async.testing._faults",
+    "Faults": "thanx_async.testing._faults",
+    "Job": "thanx_async.testing._jobs",
+    "LedgerEntry": "thanx_async.testing._jobs",
+    "LoggedRequest": "thanx_async.testing._records",
+    "ManualClock": "thanx_async.testing._clock",
+    "OTHER_CAMPAIGN_ID": "thanx_async.testing._catalog",
+    "OTHER_MERCHANT_ID": "thanx_async.testing._catalog",
+    "READONLY_ACCESS_TOKEN": "thanx_async.testing._records",
+    "READONLY_CLIENT_ID": "thanx_async.testing._records",
+    "ThanxEmulator": "thanx_async.testing._server",
+    "Variant": "thanx_async.testing._catalog",
+    "build_app": "thanx_async.testing._app",
+    "default_not_found": "thanx_async.testing._state",
+    "main": "thanx_async.testing._server",
+    "run_forever": "thanx_async.testing._server",
+}
 
 __all__ = [
     "DEFAULT_ACCESS_TOKEN",
@@ -78,3 +114,16 @@ __all__ = [
     "main",
     "run_forever",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'thanx_async.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
