@@ -11,7 +11,7 @@ nox.options.default_venv_backend = "venv"
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Run the whole test suite with branch coverage."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
 
 
