@@ -63,8 +63,8 @@ async def crash(batcher: ta.RewardBatcher) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    for entry in batcher._resolver.unresolved.values():
-        for caller in entry.callers:
+    for entry in batcher._resolver.entries():
+        for caller in entry.callers():
             caller.cancel()
     for batch in batcher._open.values():
         if batch.timer is not None:

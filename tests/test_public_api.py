@@ -27,7 +27,7 @@ def test_all_is_exactly_the_public_names(package: ModuleType) -> None:
 def test_unknown_name_is_an_attribute_error() -> None:
     """A name that is not exported raises AttributeError, as for any module."""
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = ta.Nope  # type: ignore[attr-defined]
+        _ = ta.Nope
 
 
 def test_contract_names_exist() -> None:

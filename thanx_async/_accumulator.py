@@ -1,22 +1,38 @@
 """The batcher's data: partitions, pending entries, open and sealed batches.
 
 Kept apart from the batcher's control flow (``_batcher.py``) so the shapes that
-carry one identifier from submit to outcome are plain and cheap: an entry is
-one identifier with its pre-encoded JSON and the futures of its callers.
+carry one identifier from submit to outcome are plain and cheap. An entry is
+what a pending identifier costs, so it is lean: the normalised value, a few
+flag bits, and its caller's future (a list only when callers coalesce).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
 import orjson
 
-from thanx_async._identifiers import Identifier, canonical_batch, key_from_canonical
+from thanx_async._identifiers import (
+    Identifier,
+    IdentifierType,
+    canonical_head,
+    canonical_item,
+    key_from_canonical,
+)
 
-__all__ = ["Entry", "EntryKey", "OpenBatch", "Partition", "SealedBatch", "seal"]
+__all__ = ["Entry", "EntryKey", "OpenBatch", "Partition", "SealedBatch", "freeze", "seal"]
+
+#: Identifiers whose body and key text are built per loop turn while freezing a batch.
+FREEZE_SLICE = 2_000
+
+# What a JSON string may not contain unescaped.
+_NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')
+_SEALED, _PINNED, _PHONE, _ESCAPE = 1, 2, 4, 8
 
 
 @attrs.frozen(slots=True)
@@ -37,7 +53,7 @@ class Partition:
             }
         )
         # '{"merchant_id":...,"variant_id":"v"' + ',"identifiers":[' ... ']}'
-        object.__setattr__(self, "body_prefix", head[:-1] + b',"identifiers":[')
+        object.__setattr__(self, "body_prefix", bytes(head[:-1]) + b',"identifiers":[')
 
     @property
     def ids(self) -> tuple[str, str, str]:
@@ -45,34 +61,101 @@ class Partition:
         return (self.merchant_id, self.campaign_id, self.variant_id)
 
 
-#: What makes two submissions the same issuance: partition, normalised value, dedupe key.
-#: (The value alone tells the type apart: phones never contain '@', emails always do.)
-EntryKey = tuple[Partition, str, str | None]
+#: What makes two submissions to one partition the same issuance: the normalised
+#: value, with the dedupe key when there is one. (The value alone tells the type:
+#: phones never contain '@', emails always do.)
+EntryKey = str | tuple[str, str]
 
 
 class Entry:
     """One unresolved identifier of a partition and the callers waiting for it."""
 
-    __slots__ = (
-        "callers", "dedupe_key", "durable", "encoded", "identifier", "key", "pinned", "row_id",
-        "sealed",
-    )  # fmt: skip
+    __slots__ = ("caller", "dedupe_key", "durable", "flags", "more", "partition", "row_id", "value")
 
-    def __init__(self, key: EntryKey, identifier: Identifier, dedupe_key: str | None) -> None:
-        self.key = key
-        self.identifier = identifier
+    def __init__(
+        self, partition: Partition, identifier: Identifier, dedupe_key: str | None
+    ) -> None:
+        self.partition = partition
+        self.value = identifier.value
         self.dedupe_key = dedupe_key
-        # Encoded once at submit so sealing 10,000 is a join, not a serialisation.
-        self.encoded = orjson.dumps({"type": identifier.type, "value": identifier.value})
-        self.callers: list[asyncio.Future[Any]] = []
-        self.sealed = False
+        flags = _PHONE if identifier.type == "phone" else 0
+        if _NEEDS_ESCAPING.search(identifier.value) is not None:
+            flags |= _ESCAPE  # only an Identifier built by hand, bypassing validation
+        self.flags = flags
+        self.caller: asyncio.Future[Any] | None = None
+        self.more: list[asyncio.Future[Any]] | None = None
         #: Journal row id (journal only).
         self.row_id: int | None = None
         #: Resolves when the journal committed the admission (journal only).
         self.durable: asyncio.Future[Any] | None = None
-        #: Recovered from the journal: an earlier caller was promised it, so a
-        #: resubmitter's cancellation must not take it out of its batch.
-        self.pinned = False
+
+    @property
+    def key(self) -> EntryKey:
+        """The entry's key within its partition."""
+        return self.value if self.dedupe_key is None else (self.value, self.dedupe_key)
+
+    @property
+    def type(self) -> IdentifierType:
+        """``email`` or ``phone``."""
+        return "phone" if self.flags & _PHONE else "email"
+
+    @property
+    def identifier(self) -> Identifier:
+        """The normalised identifier (built on demand: entries do not keep one)."""
+        return Identifier(self.type, self.value)
+
+    @property
+    def sealed(self) -> bool:
+        """Whether the entry's batch content is final."""
+        return bool(self.flags & _SEALED)
+
+    @property
+    def pinned(self) -> bool:
+        """Recovered from the journal: promised by an earlier process, never dropped."""
+        return bool(self.flags & _PINNED)
+
+    def pin(self) -> None:
+        """Mark the entry as promised by an earlier process."""
+        self.flags |= _PINNED
+
+    def mark_sealed(self) -> None:
+        """Fix the entry in its batch (cancelling a caller no longer removes it)."""
+        self.flags |= _SEALED
+
+    def add_caller(self, future: asyncio.Future[Any]) -> None:
+        """Another caller waits for this identifier."""
+        if self.caller is None:
+            self.caller = future
+        elif self.more is None:
+            self.more = [future]
+        else:
+            self.more.append(future)
+
+    def callers(self) -> list[asyncio.Future[Any]]:
+        """Every caller's future."""
+        if self.caller is None:
+            return []
+        return [self.caller] if self.more is None else [self.caller, *self.more]
+
+    def clear_callers(self) -> None:
+        """Forget the callers (the entry itself goes on)."""
+        self.caller = None
+        self.more = None
+
+    def wanted(self) -> bool:
+        """Whether a caller still waits for it (or an earlier process was promised it)."""
+        if self.flags & _PINNED:
+            return True
+        if self.caller is not None and not self.caller.cancelled():
+            return True
+        return self.more is not None and any(not f.cancelled() for f in self.more)
+
+    def json(self) -> str:
+        """``{"type":...,"value":...}`` as compact JSON text."""
+        if self.flags & _ESCAPE:
+            return json.dumps({"type": self.type, "value": self.value}, separators=(",", ":"))
+        # Validated values need no escaping.
+        return f'{{"type":"{self.type}","value":"{self.value}"}}'
 
 
 class OpenBatch:
@@ -83,37 +166,68 @@ class OpenBatch:
     def __init__(self, partition: Partition, opened_at: float) -> None:
         self.partition = partition
         self.opened_at = opened_at
-        self.entries: dict[EntryKey, Entry] = {}
+        self.entries: list[Entry] = []
         self.timer: asyncio.Handle | None = None
 
 
 @attrs.define(eq=False)
 class SealedBatch:
-    """A batch whose content is final: exact body bytes and idempotency key.
+    """A batch whose membership is final.
 
+    ``body`` and ``key`` are built by :func:`freeze` (or come from the journal);
     ``batch_id`` is its journal row (journal only); ``job_id`` is known when a
     batch recovered from the journal had already been accepted.
     """
 
     partition: Partition
     entries: Sequence[Entry]
-    body: bytes
-    key: str
+    body: bytes | None = None
+    key: str | None = None
     batch_id: int | None = None
     job_id: str | None = None
 
 
-def seal(partition: Partition, entries: Sequence[Entry], namespace: str) -> SealedBatch:
-    """Freeze entries into a batch: mark them sealed, build the body and the key."""
+def seal(partition: Partition, entries: Iterable[Entry]) -> tuple[SealedBatch | None, list[Entry]]:
+    """Fix a batch's membership: the entries somebody still wants, in order.
+
+    Returns the batch (None if nobody wants any entry any more) and the entries
+    left out because every caller cancelled them before the seal.
+    """
+    kept: list[Entry] = []
+    dropped: list[Entry] = []
     for entry in entries:
-        entry.sealed = True
-    body = partition.body_prefix + b",".join([e.encoded for e in entries]) + b"]}"
-    canonical = canonical_batch(
-        merchant_id=partition.merchant_id,
-        campaign_id=partition.campaign_id,
-        variant_id=partition.variant_id,
-        identifiers=[e.identifier for e in entries],
-        dedupe_keys=[e.dedupe_key for e in entries],
-        namespace=namespace,
-    )
-    return SealedBatch(partition, entries, body, key_from_canonical(canonical))
+        if entry.wanted():
+            entry.mark_sealed()
+            kept.append(entry)
+        else:
+            dropped.append(entry)
+    return (SealedBatch(partition, kept) if kept else None), dropped
+
+
+async def freeze(sealed: SealedBatch, namespace: str) -> None:
+    """Build a sealed batch's body bytes and idempotency key, yielding to the loop between slices.
+
+    The key is :func:`~thanx_async.idempotency_key` of the batch's content,
+    computed from the same canonical text.
+    """
+    entries = sealed.entries
+    partition = sealed.partition
+    bodies: list[str] = []
+    texts = [
+        canonical_head(
+            merchant_id=partition.merchant_id,
+            campaign_id=partition.campaign_id,
+            variant_id=partition.variant_id,
+            namespace=namespace,
+            count=len(entries),
+        )
+    ]
+    for start in range(0, len(entries), FREEZE_SLICE):
+        if start:
+            await asyncio.sleep(0)
+        for entry in entries[start : start + FREEZE_SLICE]:
+            entry.mark_sealed()
+            bodies.append(entry.json())
+            texts.append(canonical_item(entry.type, entry.value, entry.dedupe_key))
+    sealed.body = partition.body_prefix + ",".join(bodies).encode() + b"]}"
+    sealed.key = key_from_canonical("".join(texts).encode())

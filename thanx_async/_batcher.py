@@ -191,23 +191,23 @@ class RewardBatcher:
         ident = Identifier.parse(identifier)
         partition = self._partition(merchant_id, campaign_id, variant_id)
         await self._start()
-        key: EntryKey = (partition, ident.value, dedupe_key)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[IssuanceOutcome] = loop.create_future()
-        entry = self._resolver.unresolved.get(key)
+        key: EntryKey = ident.value if dedupe_key is None else (ident.value, dedupe_key)
+        future: asyncio.Future[IssuanceOutcome] = asyncio.get_running_loop().create_future()
+        entry = self._resolver.get(partition, key)
         if entry is None:
             await self._resolver.admit()
             if self._closing:
                 self._resolver.release()
                 raise BatcherClosedError("the batcher is closed")
-            entry = self._resolver.unresolved.get(key)  # added while we waited?
+            entry = self._resolver.get(partition, key)  # added while we waited?
             if entry is None:
-                entry = self._new_entry(key, ident, dedupe_key)
+                entry = self._new_entry(partition, ident, dedupe_key, future)
             else:
                 self._resolver.release()
+                entry.add_caller(future)
+        else:
+            entry.add_caller(future)
         self._counters.submitted += 1
-        entry.callers.append(future)
-        future.add_done_callback(functools.partial(self._caller_done, entry))
         durable = entry.durable
         if durable is not None and not durable.done():
             try:
@@ -309,7 +309,7 @@ class RewardBatcher:
             self._seal(batch)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
-        left = list(self._resolver.unresolved.values())
+        left = self._resolver.entries()
         where = " (kept in the journal; resumed on the next start)" if self._journal else ""
         error = BatcherClosedError(f"the batcher closed before this outcome was known{where}")
         for entry in left:
@@ -358,7 +358,7 @@ class RewardBatcher:
             partition = self._partition(*batch.partition)
             entries = [self._recovered_entry(item) for item in batch.items]
             for entry in entries:
-                entry.sealed = True
+                entry.mark_sealed()
             self._counters.sealed_batches += 1
             self._spawn(
                 SealedBatch(
@@ -374,11 +374,10 @@ class RewardBatcher:
 
     def _recovered_entry(self, item: RecoveredItem) -> Entry:
         ident = Identifier(cast("IdentifierType", item.type), item.value)
-        key = (self._partition(*item.partition), item.value, item.dedupe_key)
-        entry = Entry(key, ident, item.dedupe_key)
+        entry = Entry(self._partition(*item.partition), ident, item.dedupe_key)
         entry.row_id = item.row_id
-        entry.pinned = True
-        self._resolver.unresolved[entry.key] = entry
+        entry.pin()
+        self._resolver.add(entry)
         self._resolver.pending += 1
         return entry
 
@@ -437,13 +436,24 @@ class RewardBatcher:
         )
         return partition
 
-    def _new_entry(self, key: EntryKey, ident: Identifier, dedupe_key: str | None) -> Entry:
-        entry = Entry(key, ident, dedupe_key)
-        self._resolver.unresolved[key] = entry
+    def _new_entry(
+        self,
+        partition: Partition,
+        ident: Identifier,
+        dedupe_key: str | None,
+        caller: asyncio.Future[IssuanceOutcome],
+    ) -> Entry:
+        entry = Entry(partition, ident, dedupe_key)
+        # The caller comes first: putting the entry in its batch may seal the batch,
+        # and a seal leaves out entries nobody waits for. No done-callback per
+        # future (it would cost ~300 bytes each): a cancelled caller is noticed
+        # when its batch is sealed, which is when it matters.
+        entry.add_caller(caller)
+        self._resolver.add(entry)
         if self._journal is None:
             self._enqueue(entry)
             return entry
-        durable = self._journal.admit(key[0].ids, ident.type, ident.value, dedupe_key)
+        durable = self._journal.admit(partition.ids, ident.type, ident.value, dedupe_key)
         entry.durable = durable
         self._admitting.add(durable)
         durable.add_done_callback(functools.partial(self._admitted, entry))
@@ -463,7 +473,7 @@ class RewardBatcher:
             self._resolver.fail(
                 entry, JournalError(f"journal row {result.row_id} is unfinished but not in memory")
             )
-        elif not entry.callers or self._closing:
+        elif not entry.wanted() or self._closing:
             self._journal_forget(result)  # every caller cancelled while it was being written
             self._resolver.forget(entry)
         else:
@@ -491,7 +501,7 @@ class RewardBatcher:
 
     def _enqueue(self, entry: Entry) -> None:
         """Put an admitted entry into its partition's open batch (sealing it when full)."""
-        partition = entry.key[0]
+        partition = entry.partition
         batch = self._open.get(partition)
         if batch is None:
             loop = asyncio.get_running_loop()
@@ -500,26 +510,9 @@ class RewardBatcher:
                 batch.timer = loop.call_soon(self._seal_due, batch)
             else:
                 batch.timer = loop.call_at(batch.opened_at + self._max_wait, self._seal_due, batch)
-        batch.entries[entry.key] = entry
+        batch.entries.append(entry)
         if len(batch.entries) >= self._max_batch_size:
             self._seal(batch)
-
-    def _caller_done(self, entry: Entry, future: asyncio.Future[IssuanceOutcome]) -> None:
-        if not future.cancelled() or entry.sealed or entry.pinned:
-            return  # resolved, or cancelled after the seal: only the waiting stops
-        if future not in entry.callers:
-            return  # already detached from the entry
-        entry.callers.remove(future)
-        if entry.callers:
-            return  # another caller still wants this identifier
-        batch = self._open.get(entry.key[0])
-        if batch is not None and batch.entries.pop(entry.key, None) is not None:
-            self._resolver.forget(entry)
-            self._journal_forget(entry.row_id)
-            if not batch.entries:
-                if batch.timer is not None:
-                    batch.timer.cancel()
-                del self._open[batch.partition]
 
     # -- sealing ---------------------------------------------------------------
 
@@ -531,14 +524,16 @@ class RewardBatcher:
         del self._open[batch.partition]
         if batch.timer is not None:
             batch.timer.cancel()
-        if not batch.entries:
+        sealed, dropped = seal(batch.partition, batch.entries)
+        if dropped:  # every caller cancelled before the seal: they leave the batch
+            for entry in dropped:
+                self._resolver.forget(entry)
+            if self._journal is not None:
+                rows = [e.row_id for e in dropped if e.row_id is not None]
+                self._journal.forget(rows).add_done_callback(_ignore_result)
+        if sealed is None:
             return
-        sealed = seal(batch.partition, list(batch.entries.values()), self._namespace)
         self._counters.sealed_batches += 1
-        logger.info(
-            "sealed batch %s: %d identifiers for %s/%s/%s",
-            sealed.key, len(sealed.entries), *batch.partition.ids,
-        )  # fmt: skip
         self._spawn(sealed)
 
     def _spawn(self, sealed: SealedBatch) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import attrs
@@ -114,6 +114,20 @@ def _net(text: str) -> str:
     return f"{len(text)}:{text},"
 
 
+def canonical_head(
+    *, merchant_id: str, campaign_id: str, variant_id: str, namespace: str, count: int
+) -> str:
+    """The start of the canonical text: version line, partition, namespace and count."""
+    parts = (namespace, merchant_id, campaign_id, variant_id, str(count))
+    return _KEY_PREFIX + "".join(_net(part) for part in parts)
+
+
+def canonical_item(type_: str, value: str, dedupe_key: str | None) -> str:
+    """One identifier's part of the canonical text."""
+    tail = "-" if dedupe_key is None else "+" + _net(dedupe_key)
+    return f"{len(type_)}:{type_},{len(value)}:{value},{tail}"
+
+
 def canonical_batch(
     *,
     merchant_id: str,
@@ -125,29 +139,27 @@ def canonical_batch(
 ) -> bytes:
     r"""The exact bytes :func:`idempotency_key` hashes (version 1 of the format).
 
-    ``"thanx_async/idempotency/v1\\n"``, then netstrings of namespace, merchant,
+    ``"thanx_async/idempotency/v1\n"``, then netstrings of namespace, merchant,
     campaign and variant, then the identifier count as a netstring of its decimal
     form, then per identifier: netstring(type), netstring(value), and ``-`` when
     it has no dedupe key or ``+`` followed by netstring(dedupe key). Netstring
     lengths count Unicode code points; the whole text is encoded as UTF-8.
     """
-    if dedupe_keys is not None and len(dedupe_keys) != len(identifiers):
-        raise ValueError("dedupe_keys must be as long as identifiers")
-    head = _KEY_PREFIX + "".join(
-        _net(part) for part in (namespace, merchant_id, campaign_id, variant_id)
-    )
-    head += _net(str(len(identifiers)))
     if dedupe_keys is None:
-        body: Iterable[str] = (
-            f"{len(i.type)}:{i.type},{len(i.value)}:{i.value},-" for i in identifiers
-        )
-    else:
-        body = (
-            f"{len(i.type)}:{i.type},{len(i.value)}:{i.value},"
-            + ("-" if k is None else "+" + _net(k))
-            for i, k in zip(identifiers, dedupe_keys, strict=True)
-        )
-    return (head + "".join(body)).encode("utf-8")
+        dedupe_keys = [None] * len(identifiers)
+    elif len(dedupe_keys) != len(identifiers):
+        raise ValueError("dedupe_keys must be as long as identifiers")
+    head = canonical_head(
+        merchant_id=merchant_id,
+        campaign_id=campaign_id,
+        variant_id=variant_id,
+        namespace=namespace,
+        count=len(identifiers),
+    )
+    body = "".join(
+        canonical_item(i.type, i.value, k) for i, k in zip(identifiers, dedupe_keys, strict=True)
+    )
+    return (head + body).encode("utf-8")
 
 
 def idempotency_key(

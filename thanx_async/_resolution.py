@@ -13,7 +13,7 @@ from collections import deque
 
 import attrs
 
-from thanx_async._accumulator import Entry, EntryKey
+from thanx_async._accumulator import Entry, EntryKey, Partition
 from thanx_async._errors import BatcherClosedError
 from thanx_async._outcomes import IssuanceOutcome, OutcomeStatus
 
@@ -38,7 +38,8 @@ class Resolver:
     """Owns the unresolved entries, the pending-slot count and the FIFO of waiting submitters."""
 
     def __init__(self, max_pending: int, counters: Counters) -> None:
-        self.unresolved: dict[EntryKey, Entry] = {}
+        #: Per partition, so the common key is just the value (no tuple per entry).
+        self.unresolved: dict[Partition, dict[EntryKey, Entry]] = {}
         self.pending = 0
         self._max_pending = max_pending
         self._waiting: deque[asyncio.Future[None]] = deque()
@@ -77,11 +78,31 @@ class Resolver:
             if not waiter.done():
                 waiter.set_exception(BatcherClosedError("the batcher closed while waiting"))
 
+    def get(self, partition: Partition, key: EntryKey) -> Entry | None:
+        """The unresolved entry for this key, if any."""
+        entries = self.unresolved.get(partition)
+        return None if entries is None else entries.get(key)
+
+    def add(self, entry: Entry) -> None:
+        """Count an entry as unresolved (its slot was taken by the caller)."""
+        entries = self.unresolved.get(entry.partition)
+        if entries is None:
+            entries = self.unresolved[entry.partition] = {}
+        entries[entry.key] = entry
+
+    def entries(self) -> list[Entry]:
+        """Every unresolved entry."""
+        return [e for entries in self.unresolved.values() for e in entries.values()]
+
     def forget(self, entry: Entry) -> bool:
         """Drop an entry; False if it was not (or no longer) unresolved."""
-        if self.unresolved.get(entry.key) is not entry:
+        entries = self.unresolved.get(entry.partition)
+        key = entry.key
+        if entries is None or entries.get(key) is not entry:
             return False
-        del self.unresolved[entry.key]
+        del entries[key]
+        if not entries:
+            del self.unresolved[entry.partition]
         self.release()
         return True
 
@@ -95,7 +116,7 @@ class Resolver:
             self._counters.failed += 1
         else:
             self._counters.unknown += 1
-        for caller in entry.callers:
+        for caller in entry.callers():
             if not caller.done():
                 caller.set_result(outcome)
 
@@ -113,7 +134,7 @@ class Resolver:
         Used with a journal when a deadline passes: the caller stops waiting, the
         work goes on, and a resubmission joins it.
         """
-        for caller in entry.callers:
+        for caller in entry.callers():
             if not caller.done():
                 caller.set_exception(exc)
-        entry.callers.clear()
+        entry.clear_callers()

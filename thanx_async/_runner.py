@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from thanx_async._accumulator import Entry, SealedBatch, seal
+from thanx_async._accumulator import Entry, SealedBatch, freeze
 from thanx_async._client import ThanxClient
 from thanx_async._errors import (
     APIError,
@@ -83,12 +83,21 @@ class BatchRunner:
     async def run(self, sealed: SealedBatch) -> None:
         """The whole life of one batch; never raises (except cancellation)."""
         try:
+            if sealed.body is None:
+                await freeze(sealed, self._namespace)
+                logger.info(
+                    "sealed batch %s: %d identifiers for %s/%s/%s",
+                    sealed.key, len(sealed.entries), *sealed.partition.ids,
+                )  # fmt: skip
+            body, key = sealed.body, sealed.key
+            assert body is not None
+            assert key is not None
             if self._journal is not None and sealed.batch_id is None:
                 sealed.batch_id = await self._journal.seal(
-                    sealed.partition.ids, sealed.key, sealed.body, _row_ids(sealed.entries)
+                    sealed.partition.ids, key, body, _row_ids(sealed.entries)
                 )
             if sealed.job_id is None:
-                job = await self._post(sealed)
+                job = await self._post(sealed, body, key)
                 if job is None:
                     return
             else:  # recovered after acceptance: follow the job we already have
@@ -112,13 +121,13 @@ class BatchRunner:
         finally:
             self._posted(sealed)
 
-    async def _post(self, sealed: SealedBatch) -> IssuanceJob | None:
+    async def _post(self, sealed: SealedBatch, body: bytes, key: str) -> IssuanceJob | None:
         """POST until accepted; None when the batch ended otherwise."""
         while True:
             try:
                 async with self._in_flight:
                     self._counters.posts += 1
-                    job = await self._client.issue_rewards_raw(sealed.body, sealed.key)
+                    job = await self._client.issue_rewards_raw(body, key)
             except _UNKNOWN_FATE as exc:
                 if self._journal is None:
                     logger.warning("batch %s not sent: %s", sealed.key, exc)
@@ -185,12 +194,14 @@ class BatchRunner:
             return
         middle = len(sealed.entries) // 2
         halves = [
-            seal(sealed.partition, part, self._namespace)
+            SealedBatch(sealed.partition, part)
             for part in (sealed.entries[:middle], sealed.entries[middle:])
         ]
+        for half in halves:
+            await freeze(half, self._namespace)
         logger.info("batch %s refused (%s); resending in halves", sealed.key, exc.code)
         if self._journal is not None and sealed.batch_id is not None:
-            records = [(h.key, h.body, _row_ids(h.entries)) for h in halves]
+            records = [(h.key or "", h.body or b"", _row_ids(h.entries)) for h in halves]
             ids = await self._journal.split(sealed.batch_id, sealed.partition.ids, records)
             for half, batch_id in zip(halves, ids, strict=True):
                 half.batch_id = batch_id
