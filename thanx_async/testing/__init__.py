@@ -33,8 +33,9 @@ Standalone: ``python -m thanx_async.testing --port 8400``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from thanx_async._lazy import lazy_namespace
 
 if TYPE_CHECKING:
     from thanx_async.testing._app import build_app
@@ -116,14 +117,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'thanx_async.testing' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, __all__, globals())
