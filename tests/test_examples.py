@@ -1,0 +1,286 @@
+"""Every runnable example in examples/, run as a real process against the emulator.
+
+The web examples are served by real servers (aiohttp's, uvicorn) and called
+over real HTTP; the consumer runs against a real redis-server. Without
+redis-server on PATH the Redis tests skip, unless ``THANX_REQUIRE_REDIS=1``
+(set by CI), which turns its absence into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import httpx
+import pytest
+import redis
+
+from tests.cli.support import (
+    FAST,
+    ROOT,
+    EmulatorThread,
+    accepted_issues,
+    emulator_thread,
+    wait_until,
+)
+
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorThread]:
+    """An emulator with instant jobs, serving from a background thread."""
+    with emulator_thread(**FAST) as running:
+        yield running
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """Wait until something accepts connections on ``port`` (fail if the process died)."""
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"the server exited with {process.returncode}:\n{out}\n{err}")
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, timeout, f"port {port}")
+
+
+def start(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGINT (a graceful shutdown), then the process's output."""
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    return out, err
+
+
+def test_quickstart_matches_the_readme_and_runs(emulator: EmulatorThread) -> None:
+    """The README's library example is examples/quickstart.py, and it runs."""
+    code = (EXAMPLES / "quickstart.py").read_text()
+    assert f"```python\n{code}```" in (ROOT / "README.md").read_text()
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py")],
+        env=emulator.env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert [(words[0], words[1]) for words in lines] == [
+        ("jane@example.com", "issued"),
+        ("+14155551234", "issued"),
+        ("unknown.sam@example.com", "failed"),
+    ]
+    assert len({words[2] for words in lines}) == 1  # one batch, one job
+
+
+def test_aiohttp_app(emulator: EmulatorThread) -> None:
+    """Concurrent HTTP requests to the aiohttp app share a batch; shutdown flushes the rest."""
+    port = free_port()
+    process = start([str(EXAMPLES / "aiohttp_app.py")], emulator.env(PORT=str(port)))
+    try:
+        wait_for_port(port, process)
+        base = f"http://127.0.0.1:{port}"
+
+        async def clients() -> list[tuple[int, dict[str, object]]]:
+            async with aiohttp.ClientSession() as session:
+
+                async def post(path: str, identifier: str) -> tuple[int, dict[str, object]]:
+                    async with session.post(base + path, json={"identifier": identifier}) as r:
+                        return r.status, await r.json()
+
+                people = [f"guest{n}@example.com" for n in range(40)] + ["not-an-email"]
+                answers = await asyncio.gather(*(post("/rewards", p) for p in people))
+                later = await post("/rewards/async", "late@example.com")
+                return [*answers, later]
+
+        answers = asyncio.run(clients())
+    finally:
+        _, err = stop(process)
+    assert process.returncode == 0, err
+    assert [status for status, _ in answers[:40]] == [200] * 40
+    assert {body["status"] for _, body in answers[:40]} == {"issued"}
+    assert answers[40] == (422, {"error": "neither an email nor an E.164 phone"})
+    assert answers[41][0] == 202
+    issues = [r for r in emulator.emulator.state.requests_for("issue") if r.status == 202]
+    assert len(issues) <= 3  # 40 concurrent requests went out in one or two batches
+    assert emulator.issued()[("email", "late@example.com")] == 1  # flushed at shutdown
+
+
+def test_fastapi_app_under_uvicorn(emulator: EmulatorThread) -> None:
+    """The FastAPI app served by uvicorn: lifespan opens and closes the batcher."""
+    port = free_port()
+    args = ["-m", "uvicorn", "fastapi_app:app", "--app-dir", str(EXAMPLES)]
+    process = start([*args, "--host", "127.0.0.1", "--port", str(port)], emulator.env())
+    try:
+        wait_for_port(port, process)
+
+        async def clients() -> tuple[list[httpx.Response], httpx.Response]:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+                people = [f"+1415555{n:04d}" for n in range(1, 31)] + ["unknown.z@example.com"]
+                posts = [c.post("/rewards", json={"identifier": p}) for p in people]
+                posts.append(c.post("/rewards", json={"identifier": "555-1234"}))
+                answers = await asyncio.gather(*posts)
+                return answers, await c.get("/stats")
+
+        answers, stats = asyncio.run(clients())
+    finally:
+        _, err = stop(process)
+    assert process.returncode == 0, err
+    assert "Application shutdown complete" in err
+    assert [a.json()["status"] for a in answers[:30]] == ["issued"] * 30
+    assert answers[30].json()["error"] == "User not found"
+    assert answers[31].status_code == 422
+    assert stats.json()["submitted"] == 31
+    assert stats.json()["posts"] <= 3
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A private redis-server on a free port (skip without one, unless CI requires it)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("THANX_REQUIRE_REDIS") == "1":
+            pytest.fail("THANX_REQUIRE_REDIS=1 but redis-server is not on PATH")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url)
+        wait_until(lambda: _pings(client), 20, "redis-server")
+        client.close()
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+def produce(url: str, people: list[str]) -> None:
+    client = redis.Redis.from_url(url)
+    with client.pipeline(transaction=False) as pipe:
+        for person in people:
+            pipe.xadd("rewards", {"identifier": person})
+        pipe.execute()
+    client.close()
+
+
+def consumer(url: str, journal: Path) -> list[str]:
+    return [
+        str(EXAMPLES / "redis_consumer.py"), "--redis", url, "--journal", str(journal),
+        "--idle-exit", "1",
+    ]  # fmt: skip
+
+
+def test_redis_consumer(emulator: EmulatorThread, redis_url: str, tmp_path: Path) -> None:
+    """Every stream message is issued once, acknowledged, and its outcome written back."""
+    people = [f"guest{n}@example.com" for n in range(300)] + ["unknown.x@example.com"]
+    produce(redis_url, [*people, "not-an-email", "555-0100"])
+    result = subprocess.run(
+        [sys.executable, *consumer(redis_url, tmp_path / "j.db")],
+        env=emulator.env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert client.xpending("rewards", "thanx-rewards")["pending"] == 0
+    entries: list[tuple[str, dict[str, str]]] = client.xrange("rewards:outcomes")  # type: ignore[assignment]
+    outcomes = {fields["identifier"]: fields["status"] for _, fields in entries}
+    assert outcomes == {**dict.fromkeys(people[:-1], "issued"), people[-1]: "failed"}
+    assert client.xlen("rewards:dead") == 2
+    client.close()
+    assert emulator.issued() == {("email", p): 1 for p in people[:-1]}
+
+
+@pytest.mark.slow
+def test_redis_consumer_killed_and_restarted(redis_url: str, tmp_path: Path) -> None:
+    """SIGKILL the consumer mid-stream, start it again: everyone issued exactly once, all acked."""
+    people = [f"guest{n}@example.com" for n in range(3000)]
+    produce(redis_url, people)
+    journal = tmp_path / "j.db"
+    with emulator_thread(start_delay=0.1, speed=2000.0) as emulator:
+        env = emulator.env()
+        first = start(consumer(redis_url, journal), env)
+        wait_until(lambda: accepted_issues(emulator) >= 1, 60, "an accepted batch")
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+        second = subprocess.run(
+            [sys.executable, *consumer(redis_url, journal)],
+            env=env, capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert second.returncode == 0, second.stderr
+        time.sleep(0.5)
+        issued = emulator.issued()
+    assert issued == {("email", p): 1 for p in people}
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert client.xpending("rewards", "thanx-rewards")["pending"] == 0
+    client.close()
+
+
+def test_bulk_csv_script(emulator: EmulatorThread, tmp_path: Path) -> None:
+    """The bulk script issues a CSV, skips invalid rows, and a rerun issues nobody twice."""
+    source = tmp_path / "guests.csv"
+    rows = [f"Guest {n},guest{n}@example.com" for n in range(250)] + ["Bad,nope"]
+    source.write_text("name,email\n" + "\n".join(rows) + "\n")
+    results = tmp_path / "results.csv"
+    args = [str(EXAMPLES / "bulk_csv.py"), str(source), str(results)]
+    args += ["--journal", str(tmp_path / "bulk.db")]
+    for _ in range(2):
+        run = subprocess.run(
+            [sys.executable, *args],
+            env=emulator.env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert "line 252: skipped 'nope'" in run.stderr
+        assert "250 of 250 issued" in run.stdout
+    with results.open(newline="") as file:
+        assert {row["status"] for row in csv.DictReader(file)} == {"issued"}
+    assert emulator.issued() == {("email", f"guest{n}@example.com"): 1 for n in range(250)}
+
+
+@pytest.mark.slow
+def test_testing_guide_example() -> None:
+    """The testing guide's example suite passes, run by pytest the way a user runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q"],
+        cwd=EXAMPLES / "testing", capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 passed" in result.stdout
