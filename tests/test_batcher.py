@@ -467,3 +467,23 @@ async def test_predictive_polling_needs_few_polls(
     stats = b.stats()
     assert stats.polls / stats.sealed_batches <= 3
     assert max(lateness) <= 1.0
+
+
+@pytest.mark.thanx_emulator(start_delay=5.0, speed=1.0)
+async def test_close_leaves_no_unretrieved_exceptions(thanx_client: ta.ThanxClient) -> None:
+    """Closing with jobs still followed leaves no 'exception was never retrieved' behind."""
+    import gc
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    b = ta.RewardBatcher(thanx_client, max_wait=0.01, close_timeout=0.2, **PARTITION)
+    futures = [await b.submit(email(i)) for i in range(3)]
+    await b.flush()
+    await b.aclose()
+    for future in futures:
+        assert isinstance(future.exception(), ta.BatcherClosedError)
+    gc.collect()
+    await asyncio.sleep(0)
+    assert reported == []
+    assert b.stats().failed == 0  # closed before an outcome is not a failure

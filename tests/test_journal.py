@@ -25,6 +25,7 @@ from thanx_async.testing import (
 
 pytestmark = pytest.mark.thanx_emulator(start_delay=0.0, speed=1_000_000.0)
 
+
 def email(i: int) -> str:
     return f"user{i}@example.com"
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         UnprocessableEntityError,
     )
     from thanx_async._identifiers import Identifier, idempotency_key
+    from thanx_async._journal import Journal
     from thanx_async._models import (
         Campaign,
         IssuanceFailure,
@@ -72,6 +73,7 @@ _EXPORTS = {
     "JobFailedError": "thanx_async._errors",
     "JobState": "thanx_async._models",
     "JobTimeoutError": "thanx_async._errors",
+    "Journal": "thanx_async._journal",
     "JournalError": "thanx_async._errors",
     "MalformedResponseError": "thanx_async._errors",
     "NotFoundError": "thanx_async._errors",
@@ -112,6 +114,7 @@ __all__ = [
     "JobFailedError",
     "JobState",
     "JobTimeoutError",
+    "Journal",
     "JournalError",
     "MalformedResponseError",
     "NotFoundError",

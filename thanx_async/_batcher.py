@@ -314,13 +314,13 @@ class RewardBatcher:
         error = BatcherClosedError(f"the batcher closed before this outcome was known{where}")
         for entry in left:
             if self._journal is None:
-                self._resolver.fail(entry, error)
+                self._resolver.abandon(entry, error)
             else:
                 self._resolver.detach(entry, error)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._tracker.aclose(error)
+        await self._tracker.aclose()
         await self._close_journal()
         self._closed.set()
         c = self._counters

@@ -33,7 +33,6 @@ from thanx_async._errors import (
     MalformedResponseError,
     RateLimitError,
     ServerError,
-    ThanxError,
     TransportError,
 )
 from thanx_async._models import IssuanceJob, JobState
@@ -281,13 +280,17 @@ class JobTracker:
         if not tracked.future.done():
             tracked.future.set_exception(exc)
 
-    async def aclose(self, error: ThanxError | None = None) -> None:
-        """Stop polling; jobs still followed fail with ``error`` (default JobTimeoutError)."""
+    async def aclose(self) -> None:
+        """Stop polling; the futures of jobs still followed are cancelled.
+
+        Whoever waited on them (the batcher's batch tasks) has already stopped,
+        so an exception set on them would only be logged as never retrieved.
+        """
         self._closed = True
         tasks = [*self._polls, *([self._runner] if self._runner else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for tracked in list(self._jobs.values()):
-            self._fail(tracked, error or JobTimeoutError(tracked.job_id, "the tracker closed"))
+            self.untrack(tracked.job_id)
         self._heap.clear()

@@ -127,6 +127,14 @@ class Resolver:
         self._counters.failed += 1
         self.detach(entry, exc)
 
+    def abandon(self, entry: Entry, exc: BaseException) -> None:
+        """End an entry whose outcome will never be known here (closing without a journal).
+
+        Not counted as failed: the job may still issue it on the server.
+        """
+        if self.forget(entry):
+            self.detach(entry, exc)
+
     @staticmethod
     def detach(entry: Entry, exc: BaseException) -> None:
         """Give the current callers an error but keep the entry (its batch is still followed).
