@@ -33,113 +33,26 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import attrs
-
 from thanx_async._errors import JournalError
+from thanx_async._journal_format import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    Existing,
+    Recorded,
+    Recovered,
+    RecoveredBatch,
+    RecoveredItem,
+    SealRecord,
+    dedupe_column,
+    dedupe_value,
+)
 
 __all__ = ["Existing", "Journal", "Recorded", "Recovered", "RecoveredBatch", "RecoveredItem"]
 
 logger = logging.getLogger("thanx_async.journal")
 
-SCHEMA_VERSION = 1
 T = TypeVar("T")
-#: (idempotency key, body bytes, item row ids in batch order)
-SealRecord = tuple[str, bytes, Sequence[int]]
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (
-    id INTEGER PRIMARY KEY,
-    merchant_id TEXT NOT NULL,
-    campaign_id TEXT NOT NULL,
-    variant_id TEXT NOT NULL,
-    idem_key TEXT NOT NULL,
-    body BLOB NOT NULL,
-    size INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('sealed', 'accepted', 'done')),
-    job_id TEXT,
-    job_json BLOB,
-    sealed_at REAL NOT NULL,
-    finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS batches_open ON batches (state) WHERE state != 'done';
-CREATE INDEX IF NOT EXISTS batches_finished ON batches (finished_at) WHERE state = 'done';
-CREATE TABLE IF NOT EXISTS items (
-    id INTEGER PRIMARY KEY,
-    merchant_id TEXT NOT NULL,
-    campaign_id TEXT NOT NULL,
-    variant_id TEXT NOT NULL,
-    value TEXT NOT NULL,
-    type TEXT NOT NULL,
-    dedupe TEXT NOT NULL,          -- '' for no dedupe key, '=' + key otherwise
-    batch_id INTEGER REFERENCES batches (id),
-    position INTEGER,
-    submitted_at REAL NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS items_key
-    ON items (merchant_id, campaign_id, variant_id, value, dedupe);
-CREATE INDEX IF NOT EXISTS items_batch ON items (batch_id, position);
-CREATE TABLE IF NOT EXISTS ratelog (start REAL NOT NULL, finish REAL);
-"""
-
-
-def _dedupe_column(dedupe_key: str | None) -> str:
-    # NULL cannot take part in a UNIQUE constraint the way we need; encode None as ''.
-    return "" if dedupe_key is None else "=" + dedupe_key
-
-
-def _dedupe_value(column: str) -> str | None:
-    return None if column == "" else column[1:]
-
-
-@attrs.frozen
-class Recorded:
-    """A finished result found in the journal: the batch's final job and a position in it."""
-
-    batch_id: int
-    job_json: bytes
-    position: int
-    size: int
-
-
-@attrs.frozen
-class Existing:
-    """The item is already journaled and unfinished (memory should know it)."""
-
-    row_id: int
-
-
-@attrs.frozen
-class RecoveredItem:
-    """An unfinished item found at start."""
-
-    row_id: int
-    partition: tuple[str, str, str]
-    type: str
-    value: str
-    dedupe_key: str | None
-
-
-@attrs.frozen
-class RecoveredBatch:
-    """A sealed batch whose job had not finished when the last process stopped."""
-
-    batch_id: int
-    partition: tuple[str, str, str]
-    key: str
-    body: bytes
-    job_id: str | None
-    items: list[RecoveredItem]
-
-
-@attrs.frozen
-class Recovered:
-    """Everything unfinished in the journal at start."""
-
-    unsealed: list[RecoveredItem]
-    batches: list[RecoveredBatch]
-    ratelog: list[tuple[float, float | None]]
 
 
 class Journal:
@@ -239,7 +152,7 @@ class Journal:
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(
@@ -261,7 +174,7 @@ class Journal:
     def _recover(self, conn: sqlite3.Connection) -> Recovered:
         def item(row: Sequence[Any]) -> RecoveredItem:
             return RecoveredItem(
-                row[0], (row[1], row[2], row[3]), row[4], row[5], _dedupe_value(row[6])
+                row[0], (row[1], row[2], row[3]), row[4], row[5], dedupe_value(row[6])
             )
 
         columns = "id, merchant_id, campaign_id, variant_id, type, value, dedupe"
@@ -381,7 +294,7 @@ class Journal:
         Resolves to the new row id, a :class:`Recorded` result, or
         :class:`Existing` when the item is journaled and still unfinished.
         """
-        dedupe = _dedupe_column(dedupe_key)
+        dedupe = dedupe_column(dedupe_key)
         submitted_at = self._clock()
 
         def op(conn: sqlite3.Connection) -> int | Recorded | Existing:
