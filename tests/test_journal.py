@@ -51,11 +51,12 @@ def batcher_for(
 
 async def crash(batcher: ta.RewardBatcher) -> None:
     """Abandon a batcher as if its process died now: no further write reaches the file."""
-    journal = batcher._journal
-    assert journal is not None
+    durable = batcher._durable
+    assert durable is not None
+    journal = durable.journal
     journal._ops.clear()
-    if batcher._ratelog_timer is not None:
-        batcher._ratelog_timer.cancel()
+    if durable._ratelog_timer is not None:
+        durable._ratelog_timer.cancel()
     tasks = [*batcher._tasks, *batcher._tracker._polls]
     if batcher._tracker._runner is not None:
         tasks.append(batcher._tracker._runner)
@@ -168,7 +169,8 @@ async def test_accepted_job_is_polled_again_after_a_crash(
     first = batcher_for(thanx_client, journal_path)
     await first.submit(email(1))
     await first.flush()
-    await settled(first._journal)
+    assert first._durable is not None
+    await settled(first._durable.journal)
     await crash(first)
     assert rows(journal_path, "SELECT state FROM batches") == [("accepted",)]
     async with batcher_for(thanx_client, journal_path) as second:

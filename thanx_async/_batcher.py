@@ -6,33 +6,29 @@ variant) has at most one open batch, sealed at ``max_batch_size``, at
 sealed batch is sent once with a deterministic idempotency key (retries reuse
 its bytes and key), its job is followed by the tracker, and every caller's
 future resolves with that person's :class:`IssuanceOutcome`. With a journal,
-admission is durable and work survives a crash (see ``_journal.py``).
+admission is durable and work survives a crash (see ``_durable.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Self, cast
 
 import attrs
-import orjson
 
 from thanx_async._accumulator import Entry, EntryKey, OpenBatch, Partition, SealedBatch, seal
 from thanx_async._client import MAX_IDENTIFIERS, ThanxClient
-from thanx_async._errors import BatcherClosedError, JobFailedError, JournalError
-from thanx_async._identifiers import Identifier, IdentifierType
+from thanx_async._durable import Durable
+from thanx_async._errors import BatcherClosedError
+from thanx_async._identifiers import Identifier
 from thanx_async._jobs import JobTracker
-from thanx_async._journal import Existing, Journal, Recorded, Recovered, RecoveredItem
-from thanx_async._models import IssuanceJob, JobState
-from thanx_async._outcomes import IssuanceOutcome, JobVerdict
+from thanx_async._journal import Journal
+from thanx_async._outcomes import IssuanceOutcome
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._runner import BatchRunner
-from thanx_async._serde import job_from_dict
-from thanx_async._transport._ratelimit import SlidingWindowLimiter
 
 __all__ = ["BatcherStats", "RewardBatcher"]
 
@@ -40,8 +36,6 @@ logger = logging.getLogger("thanx_async.batcher")
 
 #: Default back-pressure bound: about ten full batches.
 DEFAULT_MAX_PENDING = 10 * MAX_IDENTIFIERS
-#: How often the rate limiter's recent log is saved to the journal.
-_RATELOG_EVERY = 1.0
 
 
 @attrs.frozen(kw_only=True)
@@ -130,7 +124,6 @@ class RewardBatcher:
         self._max_wait = max_wait
         self._close_timeout = close_timeout
         self._namespace = namespace
-        self._journal = journal
         self._counters = Counters()
         self._resolver = Resolver(max_pending, self._counters)
         self._tracker = JobTracker(client, job_timeout=None, on_poll=self._count_poll)
@@ -150,12 +143,23 @@ class RewardBatcher:
         self._open: dict[Partition, OpenBatch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._unposted: dict[SealedBatch, asyncio.Event] = {}
-        self._admitting: set[asyncio.Future[int | Recorded | Existing]] = set()
-        self._recorded_jobs: dict[int, IssuanceJob] = {}
         self._started: asyncio.Future[None] | None = None
-        self._ratelog_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._closed = asyncio.Event()
+        self._durable = (
+            None
+            if journal is None
+            else Durable(
+                journal,
+                client=client,
+                resolver=self._resolver,
+                counters=self._counters,
+                partition=self._partition,
+                enqueue=self._enqueue,
+                spawn=self._spawn,
+                closing=lambda: self._closing,
+            )
+        )
 
     def __repr__(self) -> str:
         return f"<RewardBatcher pending={self._resolver.pending} open={len(self._open)}>"
@@ -243,8 +247,8 @@ class RewardBatcher:
         rejected; outcomes arrive on the futures as jobs finish.
         """
         await self._start()
-        if self._admitting:
-            await asyncio.gather(*self._admitting, return_exceptions=True)
+        if self._durable is not None:
+            await self._durable.settled()
         for batch in list(self._open.values()):
             self._seal(batch)
         events = list(self._unposted.values())
@@ -303,17 +307,17 @@ class RewardBatcher:
         self._resolver.close()
         if self._started is not None and not self._started.done():
             await asyncio.wait([self._started])
-        if self._admitting:
-            await asyncio.gather(*self._admitting, return_exceptions=True)
+        if self._durable is not None:
+            await self._durable.settled()
         for batch in list(self._open.values()):
             self._seal(batch)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
         left = self._resolver.entries()
-        where = " (kept in the journal; resumed on the next start)" if self._journal else ""
+        where = " (kept in the journal; resumed on the next start)" if self._durable else ""
         error = BatcherClosedError(f"the batcher closed before this outcome was known{where}")
         for entry in left:
-            if self._journal is None:
+            if self._durable is None:
                 self._resolver.abandon(entry, error)
             else:
                 self._resolver.detach(entry, error)
@@ -321,7 +325,8 @@ class RewardBatcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._tracker.aclose()
-        await self._close_journal()
+        if self._durable is not None:
+            await self._durable.close()
         self._closed.set()
         c = self._counters
         (logger.warning if left else logger.info)(
@@ -335,9 +340,8 @@ class RewardBatcher:
         if self._started is None:
             self._started = asyncio.get_running_loop().create_future()
             try:
-                if self._journal is not None:
-                    self._recover(await self._journal.open())
-                    self._schedule_ratelog()
+                if self._durable is not None:
+                    await self._durable.open()
             except BaseException as exc:
                 self._started.set_exception(exc)
                 self._started.exception()  # retrieved: raised right here instead
@@ -347,65 +351,6 @@ class RewardBatcher:
             await asyncio.shield(self._started)
         elif self._started.exception() is not None:
             raise cast("BaseException", self._started.exception())
-
-    def _recover(self, recovered: Recovered) -> None:
-        limiter = self._client.limiter
-        if recovered.ratelog and isinstance(limiter, SlidingWindowLimiter):
-            limiter.restore(recovered.ratelog)
-        for item in recovered.unsealed:
-            self._enqueue(self._recovered_entry(item))
-        for batch in recovered.batches:
-            partition = self._partition(*batch.partition)
-            entries = [self._recovered_entry(item) for item in batch.items]
-            for entry in entries:
-                entry.mark_sealed()
-            self._counters.sealed_batches += 1
-            self._spawn(
-                SealedBatch(
-                    partition, entries, batch.body, batch.key,
-                    batch_id=batch.batch_id, job_id=batch.job_id,
-                )
-            )  # fmt: skip
-        if recovered.unsealed or recovered.batches:
-            logger.info(
-                "journal %s: resuming %d unsealed identifiers and %d batches",
-                self._journal, len(recovered.unsealed), len(recovered.batches),
-            )  # fmt: skip
-
-    def _recovered_entry(self, item: RecoveredItem) -> Entry:
-        ident = Identifier(cast("IdentifierType", item.type), item.value)
-        entry = Entry(self._partition(*item.partition), ident, item.dedupe_key)
-        entry.row_id = item.row_id
-        entry.pin()
-        self._resolver.add(entry)
-        self._resolver.pending += 1
-        return entry
-
-    def _schedule_ratelog(self) -> None:
-        limiter = self._client.limiter
-        if self._journal is None or not isinstance(limiter, SlidingWindowLimiter):
-            return
-        journal = self._journal
-
-        def save() -> None:
-            future = journal.save_ratelog(limiter.snapshot())
-            future.add_done_callback(_ignore_result)
-            self._ratelog_timer = asyncio.get_running_loop().call_later(_RATELOG_EVERY, save)
-
-        self._ratelog_timer = asyncio.get_running_loop().call_later(_RATELOG_EVERY, save)
-
-    async def _close_journal(self) -> None:
-        if self._ratelog_timer is not None:
-            self._ratelog_timer.cancel()
-        journal, limiter = self._journal, self._client.limiter
-        if journal is None or self._started is None or self._started.exception() is not None:
-            return
-        if isinstance(limiter, SlidingWindowLimiter):
-            try:
-                await journal.save_ratelog(limiter.snapshot())
-            except JournalError:
-                logger.exception("journal write failed")
-        await journal.aclose()
 
     # -- admission ----------------------------------------------------------
 
@@ -450,54 +395,11 @@ class RewardBatcher:
         # when its batch is sealed, which is when it matters.
         entry.add_caller(caller)
         self._resolver.add(entry)
-        if self._journal is None:
+        if self._durable is None:
             self._enqueue(entry)
-            return entry
-        durable = self._journal.admit(partition.ids, ident.type, ident.value, dedupe_key)
-        entry.durable = durable
-        self._admitting.add(durable)
-        durable.add_done_callback(functools.partial(self._admitted, entry))
+        else:
+            self._durable.admit(entry)
         return entry
-
-    def _admitted(self, entry: Entry, durable: asyncio.Future[int | Recorded | Existing]) -> None:
-        """The journal answered an admission (runs before the submitter resumes)."""
-        self._admitting.discard(durable)
-        if durable.cancelled() or durable.exception() is not None:
-            self._resolver.forget(entry)  # submit() raises the journal error
-            return
-        result = durable.result()
-        if isinstance(result, Recorded):
-            self._answer_from_record(entry, result)
-        elif isinstance(result, Existing):
-            # Memory holds every unfinished journaled item; disagreeing is a bug.
-            self._resolver.fail(
-                entry, JournalError(f"journal row {result.row_id} is unfinished but not in memory")
-            )
-        elif not entry.wanted() or self._closing:
-            self._journal_forget(result)  # every caller cancelled while it was being written
-            self._resolver.forget(entry)
-        else:
-            entry.row_id = result
-            self._enqueue(entry)
-
-    def _answer_from_record(self, entry: Entry, record: Recorded) -> None:
-        job = self._recorded_jobs.get(record.batch_id)
-        if job is None:
-            job = job_from_dict(orjson.loads(record.job_json))
-            if len(self._recorded_jobs) >= 64:
-                self._recorded_jobs.pop(next(iter(self._recorded_jobs)))
-            self._recorded_jobs[record.batch_id] = job
-        if job.state is JobState.FAILED:
-            self._resolver.fail(entry, JobFailedError(job))
-        else:
-            outcome = JobVerdict.of(job, record.size).outcome(
-                record.position, entry.identifier, entry.dedupe_key
-            )
-            self._resolver.settle(entry, outcome)
-
-    def _journal_forget(self, row_id: int | None) -> None:
-        if self._journal is not None and row_id is not None:
-            self._journal.forget([row_id]).add_done_callback(_ignore_result)
 
     def _enqueue(self, entry: Entry) -> None:
         """Put an admitted entry into its partition's open batch (sealing it when full)."""
@@ -528,9 +430,8 @@ class RewardBatcher:
         if dropped:  # every caller cancelled before the seal: they leave the batch
             for entry in dropped:
                 self._resolver.forget(entry)
-            if self._journal is not None:
-                rows = [e.row_id for e in dropped if e.row_id is not None]
-                self._journal.forget(rows).add_done_callback(_ignore_result)
+            if self._durable is not None:
+                self._durable.forget(dropped)
         if sealed is None:
             return
         self._counters.sealed_batches += 1
@@ -549,8 +450,3 @@ class RewardBatcher:
 
     def _count_poll(self) -> None:
         self._counters.polls += 1
-
-
-def _ignore_result(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.error("journal write failed: %s", future.exception())

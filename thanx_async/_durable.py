@@ -1,0 +1,191 @@
+"""The batcher's link to its journal: durable admission, recorded answers, recovery.
+
+Kept apart from ``_batcher.py`` so the batcher reads the same with or without a
+journal: it asks this object to admit an entry (the entry reaches its batch
+once committed, or is answered from the record), to forget entries that issued
+nothing, and to open and close the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+import orjson
+
+from thanx_async._accumulator import Entry, Partition, SealedBatch
+from thanx_async._client import ThanxClient
+from thanx_async._errors import JobFailedError, JournalError
+from thanx_async._identifiers import Identifier, IdentifierType
+from thanx_async._journal import Existing, Journal, Recorded, Recovered, RecoveredItem
+from thanx_async._models import IssuanceJob, JobState
+from thanx_async._outcomes import JobVerdict
+from thanx_async._resolution import Counters, Resolver
+from thanx_async._serde import job_from_dict
+from thanx_async._transport._ratelimit import SlidingWindowLimiter
+
+__all__ = ["Durable"]
+
+logger = logging.getLogger("thanx_async.batcher")
+
+#: How often the rate limiter's recent log is saved to the journal.
+RATELOG_EVERY = 1.0
+#: Final jobs kept decoded for answering resubmissions from the record.
+_RECORDED_JOBS = 64
+
+Admission = asyncio.Future[int | Recorded | Existing]
+
+
+class Durable:
+    """Journal-backed admission and recovery for one batcher."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        client: ThanxClient,
+        resolver: Resolver,
+        counters: Counters,
+        partition: Callable[[str, str, str], Partition],
+        enqueue: Callable[[Entry], None],
+        spawn: Callable[[SealedBatch], None],
+        closing: Callable[[], bool],
+    ) -> None:
+        self.journal = journal
+        self._client = client
+        self._resolver = resolver
+        self._counters = counters
+        self._partition = partition
+        self._enqueue = enqueue
+        self._spawn = spawn
+        self._closing = closing
+        self._admitting: set[Admission] = set()
+        self._recorded_jobs: dict[int, IssuanceJob] = {}
+        self._ratelog_timer: asyncio.TimerHandle | None = None
+        self._open = False
+
+    async def open(self) -> None:
+        """Open the journal and resume what it holds."""
+        self._recover(await self.journal.open())
+        self._open = True
+        self._schedule_ratelog()
+
+    async def close(self) -> None:
+        """Save the rate log and close the file (queued writes are committed first)."""
+        if self._ratelog_timer is not None:
+            self._ratelog_timer.cancel()
+        if not self._open:
+            return
+        limiter = self._client.limiter
+        if isinstance(limiter, SlidingWindowLimiter):
+            try:
+                await self.journal.save_ratelog(limiter.snapshot())
+            except JournalError:
+                logger.exception("journal write failed")
+        await self.journal.aclose()
+
+    def admit(self, entry: Entry) -> None:
+        """Journal a new entry; it joins its batch once committed (or is answered from record)."""
+        durable = self.journal.admit(entry.partition.ids, entry.type, entry.value, entry.dedupe_key)
+        entry.durable = durable
+        self._admitting.add(durable)
+        durable.add_done_callback(functools.partial(self._admitted, entry))
+
+    async def settled(self) -> None:
+        """Wait until every admission asked for so far has been answered."""
+        if self._admitting:
+            await asyncio.gather(*self._admitting, return_exceptions=True)
+
+    def forget(self, entries: Iterable[Entry]) -> None:
+        """Drop journaled entries that issued nothing (cancelled before their seal)."""
+        rows = [e.row_id for e in entries if e.row_id is not None]
+        if rows:
+            self.journal.forget(rows).add_done_callback(_log_failure)
+
+    def _admitted(self, entry: Entry, durable: Admission) -> None:
+        """The journal answered an admission (runs before the submitter resumes)."""
+        self._admitting.discard(durable)
+        if durable.cancelled() or durable.exception() is not None:
+            self._resolver.forget(entry)  # submit() raises the journal error
+            return
+        result = durable.result()
+        if isinstance(result, Recorded):
+            self._answer_from_record(entry, result)
+        elif isinstance(result, Existing):
+            # Memory holds every unfinished journaled item; disagreeing is a bug.
+            self._resolver.fail(
+                entry, JournalError(f"journal row {result.row_id} is unfinished but not in memory")
+            )
+        else:
+            entry.row_id = result
+            if entry.wanted() and not self._closing():
+                self._enqueue(entry)
+            else:  # every caller cancelled while it was being written
+                self.forget([entry])
+                self._resolver.forget(entry)
+
+    def _answer_from_record(self, entry: Entry, record: Recorded) -> None:
+        job = self._recorded_jobs.get(record.batch_id)
+        if job is None:
+            job = job_from_dict(orjson.loads(record.job_json))
+            if len(self._recorded_jobs) >= _RECORDED_JOBS:
+                self._recorded_jobs.pop(next(iter(self._recorded_jobs)))
+            self._recorded_jobs[record.batch_id] = job
+        if job.state is JobState.FAILED:
+            self._resolver.fail(entry, JobFailedError(job))
+        else:
+            outcome = JobVerdict.of(job, record.size).outcome(
+                record.position, entry.identifier, entry.dedupe_key
+            )
+            self._resolver.settle(entry, outcome)
+
+    def _recover(self, recovered: Recovered) -> None:
+        limiter = self._client.limiter
+        if recovered.ratelog and isinstance(limiter, SlidingWindowLimiter):
+            limiter.restore(recovered.ratelog)
+        for item in recovered.unsealed:
+            self._enqueue(self._recovered_entry(item))
+        for batch in recovered.batches:
+            entries = [self._recovered_entry(item) for item in batch.items]
+            for entry in entries:
+                entry.mark_sealed()
+            self._counters.sealed_batches += 1
+            self._spawn(
+                SealedBatch(
+                    self._partition(*batch.partition), entries, batch.body, batch.key,
+                    batch_id=batch.batch_id, job_id=batch.job_id,
+                )
+            )  # fmt: skip
+        if recovered.unsealed or recovered.batches:
+            logger.info(
+                "journal %s: resuming %d unsealed identifiers and %d batches",
+                self.journal, len(recovered.unsealed), len(recovered.batches),
+            )  # fmt: skip
+
+    def _recovered_entry(self, item: RecoveredItem) -> Entry:
+        ident = Identifier(cast("IdentifierType", item.type), item.value)
+        entry = Entry(self._partition(*item.partition), ident, item.dedupe_key)
+        entry.row_id = item.row_id
+        entry.pin()
+        self._resolver.add(entry)
+        self._resolver.pending += 1  # admitted by an earlier process, over any bound
+        return entry
+
+    def _schedule_ratelog(self) -> None:
+        limiter = self._client.limiter
+        if not isinstance(limiter, SlidingWindowLimiter):
+            return  # a shared limiter keeps its own log
+
+        def save() -> None:
+            self.journal.save_ratelog(limiter.snapshot()).add_done_callback(_log_failure)
+            self._ratelog_timer = asyncio.get_running_loop().call_later(RATELOG_EVERY, save)
+
+        self._ratelog_timer = asyncio.get_running_loop().call_later(RATELOG_EVERY, save)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("journal write failed: %s", future.exception())
