@@ -35,9 +35,14 @@ _NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')
 _SEALED, _PINNED, _PHONE, _ESCAPE = 1, 2, 4, 8
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, eq=False)
 class Partition:
-    """Where identifiers go: one merchant, campaign and variant."""
+    """Where identifiers go: one merchant, campaign and variant.
+
+    Compared and hashed by identity: a batcher keeps one instance per
+    (merchant, campaign, variant), and identity hashing is C-fast on the
+    submit path where a generated ``__hash__`` was a measurable cost.
+    """
 
     merchant_id: str
     campaign_id: str
@@ -73,13 +78,13 @@ class Entry:
     __slots__ = ("caller", "dedupe_key", "durable", "flags", "more", "partition", "row_id", "value")
 
     def __init__(
-        self, partition: Partition, identifier: Identifier, dedupe_key: str | None
+        self, partition: Partition, type_: IdentifierType, value: str, dedupe_key: str | None
     ) -> None:
         self.partition = partition
-        self.value = identifier.value
+        self.value = value
         self.dedupe_key = dedupe_key
-        flags = _PHONE if identifier.type == "phone" else 0
-        if _NEEDS_ESCAPING.search(identifier.value) is not None:
+        flags = _PHONE if type_ == "phone" else 0
+        if _NEEDS_ESCAPING.search(value) is not None:
             flags |= _ESCAPE  # only an Identifier built by hand, bypassing validation
         self.flags = flags
         self.caller: asyncio.Future[Any] | None = None

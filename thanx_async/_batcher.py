@@ -23,7 +23,7 @@ from thanx_async._accumulator import Entry, EntryKey, OpenBatch, Partition, Seal
 from thanx_async._client import MAX_IDENTIFIERS, ThanxClient
 from thanx_async._durable import Durable
 from thanx_async._errors import BatcherClosedError
-from thanx_async._identifiers import Identifier
+from thanx_async._identifiers import Identifier, IdentifierType, normalise
 from thanx_async._jobs import JobTracker
 from thanx_async._journal import Journal
 from thanx_async._outcomes import IssuanceOutcome
@@ -144,6 +144,7 @@ class RewardBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._unposted: dict[SealedBatch, asyncio.Event] = {}
         self._started: asyncio.Future[None] | None = None
+        self._ready = False  # started without error: submit skips the start check
         self._closing = False
         self._closed = asyncio.Event()
         self._durable = (
@@ -192,20 +193,25 @@ class RewardBatcher:
             JournalError: the journal could not record the identifier.
         """
         self._check_open()
-        ident = Identifier.parse(identifier)
+        if isinstance(identifier, Identifier):
+            type_, value = identifier.type, identifier.value
+        else:
+            type_, value = normalise(identifier)
         partition = self._partition(merchant_id, campaign_id, variant_id)
-        await self._start()
-        key: EntryKey = ident.value if dedupe_key is None else (ident.value, dedupe_key)
+        if not self._ready:
+            await self._start()
+        key: EntryKey = value if dedupe_key is None else (value, dedupe_key)
         future: asyncio.Future[IssuanceOutcome] = asyncio.get_running_loop().create_future()
         entry = self._resolver.get(partition, key)
         if entry is None:
-            await self._resolver.admit()
+            if not self._resolver.try_admit():
+                await self._resolver.admit()
             if self._closing:
                 self._resolver.release()
                 raise BatcherClosedError("the batcher is closed")
             entry = self._resolver.get(partition, key)  # added while we waited?
             if entry is None:
-                entry = self._new_entry(partition, ident, dedupe_key, future)
+                entry = self._new_entry(partition, type_, value, dedupe_key, future)
             else:
                 self._resolver.release()
                 entry.add_caller(future)
@@ -347,6 +353,7 @@ class RewardBatcher:
                 self._started.exception()  # retrieved: raised right here instead
                 raise
             self._started.set_result(None)
+            self._ready = True
         elif not self._started.done():
             await asyncio.shield(self._started)
         elif self._started.exception() is not None:
@@ -384,11 +391,12 @@ class RewardBatcher:
     def _new_entry(
         self,
         partition: Partition,
-        ident: Identifier,
+        type_: IdentifierType,
+        value: str,
         dedupe_key: str | None,
         caller: asyncio.Future[IssuanceOutcome],
     ) -> Entry:
-        entry = Entry(partition, ident, dedupe_key)
+        entry = Entry(partition, type_, value, dedupe_key)
         # The caller comes first: putting the entry in its batch may seal the batch,
         # and a seal leaves out entries nobody waits for. No done-callback per
         # future (it would cost ~300 bytes each): a cancelled caller is noticed

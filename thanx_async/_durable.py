@@ -19,7 +19,7 @@ import orjson
 from thanx_async._accumulator import Entry, Partition, SealedBatch
 from thanx_async._client import ThanxClient
 from thanx_async._errors import JobFailedError, JournalError
-from thanx_async._identifiers import Identifier, IdentifierType
+from thanx_async._identifiers import IdentifierType
 from thanx_async._journal import Existing, Journal, Recorded, Recovered, RecoveredItem
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import JobVerdict
@@ -166,8 +166,8 @@ class Durable:
             )  # fmt: skip
 
     def _recovered_entry(self, item: RecoveredItem) -> Entry:
-        ident = Identifier(cast("IdentifierType", item.type), item.value)
-        entry = Entry(self._partition(*item.partition), ident, item.dedupe_key)
+        type_ = cast("IdentifierType", item.type)
+        entry = Entry(self._partition(*item.partition), type_, item.value, item.dedupe_key)
         entry.row_id = item.row_id
         entry.pin()
         self._resolver.add(entry)

@@ -18,7 +18,7 @@ import attrs
 
 from thanx_async._errors import InvalidIdentifierError
 
-__all__ = ["Identifier", "IdentifierType", "idempotency_key"]
+__all__ = ["Identifier", "IdentifierType", "idempotency_key", "normalise"]
 
 IdentifierType = Literal["email", "phone"]
 
@@ -53,26 +53,12 @@ class Identifier:
     @classmethod
     def email(cls, value: str) -> Identifier:
         """Validate and normalise an email address (trimmed, lower-cased)."""
-        text = _text(value).lower()
-        if not text:
-            raise InvalidIdentifierError(value, "empty email")
-        if len(text) > _MAX_EMAIL:
-            raise InvalidIdentifierError(value, f"email longer than {_MAX_EMAIL} characters")
-        if text.count("@") != 1:
-            raise InvalidIdentifierError(value, "an email needs exactly one '@'")
-        if not _EMAIL.fullmatch(text):
-            raise InvalidIdentifierError(value, "not a valid email address")
-        return cls("email", text)
+        return cls("email", _email(_text(value), value))
 
     @classmethod
     def phone(cls, value: str) -> Identifier:
         """Validate a phone number, which must be E.164 (e.g. ``+14155551234``)."""
-        text = _text(value)
-        if not _E164.fullmatch(text):
-            raise InvalidIdentifierError(
-                value, "phones must be E.164: '+', then 2-15 digits, the first 1-9"
-            )
-        return cls("phone", text)
+        return cls("phone", _phone(_text(value), value))
 
     @classmethod
     def parse(cls, value: str | Identifier) -> Identifier:
@@ -82,15 +68,7 @@ class Identifier:
         """
         if isinstance(value, Identifier):
             return value
-        text = _text(value)
-        # "@" first: "+promo@example.com" is an email, not a malformed phone.
-        if "@" in text:
-            return cls.email(text)
-        if text.startswith("+"):
-            return cls.phone(text)
-        if text and text.replace(" ", "").replace("-", "").isdigit():
-            raise InvalidIdentifierError(value, "phones must be E.164 with a leading '+'")
-        raise InvalidIdentifierError(value, "neither an email nor an E.164 phone")
+        return cls(*normalise(value))
 
     def to_json(self) -> dict[str, str]:
         """The identifier as the API's ``{"type", "value"}`` object."""
@@ -100,10 +78,48 @@ class Identifier:
         return self.value
 
 
+def normalise(value: object) -> tuple[IdentifierType, str]:
+    """Validate and normalise ``value``: its type and normalised value.
+
+    What :meth:`Identifier.parse` does, without building the object (the
+    batcher's submit path keeps only these two strings).
+    """
+    text = _text(value)
+    # "@" first: "+promo@example.com" is an email, not a malformed phone.
+    if "@" in text:
+        return "email", _email(text, value)
+    if text.startswith("+"):
+        return "phone", _phone(text, value)
+    if text and text.replace(" ", "").replace("-", "").isdigit():
+        raise InvalidIdentifierError(value, "phones must be E.164 with a leading '+'")
+    raise InvalidIdentifierError(value, "neither an email nor an E.164 phone")
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidIdentifierError(value, f"expected a string, got {type(value).__name__}")
     return value.strip()
+
+
+def _email(text: str, raw: object) -> str:
+    text = text.lower()
+    if not text:
+        raise InvalidIdentifierError(raw, "empty email")
+    if len(text) > _MAX_EMAIL:
+        raise InvalidIdentifierError(raw, f"email longer than {_MAX_EMAIL} characters")
+    if text.count("@") != 1:
+        raise InvalidIdentifierError(raw, "an email needs exactly one '@'")
+    if not _EMAIL.fullmatch(text):
+        raise InvalidIdentifierError(raw, "not a valid email address")
+    return text
+
+
+def _phone(text: str, raw: object) -> str:
+    if not _E164.fullmatch(text):
+        raise InvalidIdentifierError(
+            raw, "phones must be E.164: '+', then 2-15 digits, the first 1-9"
+        )
+    return text
 
 
 _KEY_PREFIX = "thanx_async/idempotency/v1\n"

@@ -45,6 +45,13 @@ class Resolver:
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._counters = counters
 
+    def try_admit(self) -> bool:
+        """Take a pending slot if one is free and nobody waits for one (no await needed)."""
+        if self.pending < self._max_pending and not self._waiting:
+            self.pending += 1
+            return True
+        return False
+
     async def admit(self) -> None:
         """Take one pending slot, waiting behind earlier submitters when all are taken."""
         if self.pending < self._max_pending and not self._waiting:
