@@ -1,0 +1,123 @@
+"""What a run measures on the client side: loop lag, per-identifier timing, CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+TICK = 0.001
+
+
+class LagTicker:
+    """A task that sleeps 1 ms in a loop and records by how much each sleep overshot.
+
+    The overshoot is how long the loop was busy with something else: the event
+    loop lag a latency-sensitive task of the caller would suffer.
+    """
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        clock, lags = time.perf_counter, self.lags
+        while True:
+            before = clock()
+            await asyncio.sleep(TICK)
+            lags.append(clock() - before - TICK)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def summary(self) -> dict[str, float]:
+        lags = sorted(self.lags) or [0.0]
+        return {
+            "lag_max_ms": lags[-1] * 1000,
+            "lag_p99_ms": percentile(lags, 99) * 1000,
+            "lag_over_5ms": sum(1 for lag in lags if lag > 0.005),
+            "ticks": len(lags),
+        }
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (NaN when empty)."""
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def job_seconds(job: Any) -> float:
+    """A finished job's own duration, on the server's clock (created to completed)."""
+    if job is None or job.created_at is None or job.completed_at is None:
+        return 0.0
+    return float((job.completed_at - job.created_at).total_seconds())
+
+
+class Recorder:
+    """Per-identifier submit and outcome times, outcome kinds, and the job durations.
+
+    Outcomes are anything with ``.issued`` and ``.job`` (IssuanceOutcome and the
+    baselines' Result both have them). ``overhead`` is submit-to-outcome minus
+    the job's own duration: the time the client added.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.submitted_at = array("d", bytes(8 * n))
+        self.overhead = array("d", bytes(8 * n))
+        self.resolved = 0
+        self.issued = 0
+        self.not_issued = 0
+        self.errors: dict[str, int] = {}
+        self.last_at = 0.0
+        self._durations: dict[str, float] = {}
+        self.all_done = asyncio.Event()
+
+    def done(self, index: int, future: asyncio.Future[Any]) -> None:
+        now = time.perf_counter()
+        self.resolved += 1
+        self.last_at = now
+        if future.cancelled():
+            self.errors["cancelled"] = self.errors.get("cancelled", 0) + 1
+        elif (exc := future.exception()) is not None:
+            name = type(exc).__name__
+            self.errors[name] = self.errors.get(name, 0) + 1
+        else:
+            outcome = future.result()
+            job = outcome.job
+            duration = self._durations.get(job.id)
+            if duration is None:
+                duration = self._durations[job.id] = job_seconds(job)
+            self.overhead[index] = now - self.submitted_at[index] - duration
+            if outcome.issued:
+                self.issued += 1
+            else:
+                self.not_issued += 1
+        if self.resolved == self.n:
+            self.all_done.set()
+
+    def summary(self) -> dict[str, Any]:
+        ok = self.issued + self.not_issued
+        overheads = sorted(self.overhead[i] for i in range(self.n) if self.overhead[i] != 0.0)
+        durations = list(self._durations.values())
+        return {
+            "resolved": self.resolved,
+            "issued": self.issued,
+            "not_issued": self.not_issued,
+            "errors": self.errors,
+            "ok": ok,
+            "overhead_p50_ms": percentile(overheads, 50) * 1000,
+            "overhead_p99_ms": percentile(overheads, 99) * 1000,
+            "jobs_seen": len(durations),
+            "job_seconds_mean": sum(durations) / len(durations) if durations else math.nan,
+        }
