@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'ok  ' if ok else 'FAIL'} {what:<46} {value:>10.2f}  (bound {bound})")
     failed = sum(1 for *_, ok in results if not ok)
     elapsed = time.perf_counter() - started
-    print(f"bench-smoke in {elapsed:.0f} s: {len(results) - failed} checks within bounds, {failed} over")
+    within = len(results) - failed
+    print(f"bench-smoke in {elapsed:.0f} s: {within} checks within bounds, {failed} over")
     return 0 if args.report_only or not failed else 1
 
 
