@@ -36,8 +36,6 @@ RATELOG_EVERY = 1.0
 #: Final jobs kept decoded for answering resubmissions from the record.
 _RECORDED_JOBS = 64
 
-Admission = asyncio.Future[int | Recorded | Existing]
-
 
 class Durable:
     """Journal-backed admission and recovery for one batcher."""
@@ -62,7 +60,9 @@ class Durable:
         self._enqueue = enqueue
         self._spawn = spawn
         self._closing = closing
-        self._admitting: set[Admission] = set()
+        self._admitting: set[asyncio.Future[None]] = set()
+        self._group: list[Entry] = []
+        self._group_done: asyncio.Future[None] | None = None
         self._recorded_jobs: dict[int, IssuanceJob] = {}
         self._ratelog_timer: asyncio.TimerHandle | None = None
         self._open = False
@@ -88,11 +88,26 @@ class Durable:
         await self.journal.aclose()
 
     def admit(self, entry: Entry) -> None:
-        """Journal a new entry; it joins its batch once committed (or is answered from record)."""
-        durable = self.journal.admit(entry.partition.ids, entry.type, entry.value, entry.dedupe_key)
-        entry.durable = durable
-        self._admitting.add(durable)
-        durable.add_done_callback(functools.partial(self._admitted, entry))
+        """Journal a new entry; it joins its batch once committed (or is answered from record).
+
+        Every entry admitted in one loop turn shares one journal operation and
+        one future (``entry.durable``), set once the whole group is handled.
+        """
+        if not self._group:
+            loop = asyncio.get_running_loop()
+            self._group_done = loop.create_future()
+            self._admitting.add(self._group_done)
+            loop.call_soon(self._send_group)
+        self._group.append(entry)
+        entry.durable = self._group_done
+
+    def _send_group(self) -> None:
+        entries, self._group = self._group, []
+        done = self._group_done
+        assert done is not None  # set with the group's first entry
+        items = [(e.partition.ids, e.type, e.value, e.dedupe_key) for e in entries]
+        written = self.journal.admit_many(items)
+        written.add_done_callback(functools.partial(self._admitted, entries, done))
 
     async def settled(self) -> None:
         """Wait until every admission asked for so far has been answered."""
@@ -105,13 +120,25 @@ class Durable:
         if rows:
             self.journal.forget(rows).add_done_callback(_log_failure)
 
-    def _admitted(self, entry: Entry, durable: Admission) -> None:
-        """The journal answered an admission (runs before the submitter resumes)."""
-        self._admitting.discard(durable)
-        if durable.cancelled() or durable.exception() is not None:
-            self._resolver.forget(entry)  # submit() raises the journal error
+    def _admitted(
+        self,
+        entries: list[Entry],
+        done: asyncio.Future[None],
+        written: asyncio.Future[list[int | Recorded | Existing]],
+    ) -> None:
+        """The journal answered a group of admissions; then their submitters resume."""
+        self._admitting.discard(done)
+        error = written.exception() if not written.cancelled() else JournalError("cancelled")
+        if error is not None:
+            for entry in entries:
+                self._resolver.forget(entry)  # submit() raises the journal error
+            done.set_exception(error)
             return
-        result = durable.result()
+        for entry, result in zip(entries, written.result(), strict=True):
+            self._admitted_one(entry, result)
+        done.set_result(None)
+
+    def _admitted_one(self, entry: Entry, result: int | Recorded | Existing) -> None:
         if isinstance(result, Recorded):
             self._answer_from_record(entry, result)
         elif isinstance(result, Existing):

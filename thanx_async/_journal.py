@@ -92,6 +92,7 @@ class Journal:
         self._ops: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._last_prune = 0.0
+        self._next_id = 1
         self.commits = 0
 
     def __repr__(self) -> str:
@@ -135,6 +136,9 @@ class Journal:
             self._check_schema(conn)
             conn.execute("COMMIT")
             recovered = self._recover(conn)
+            # Row ids are ours to give (we own the file), so a group insert knows them all.
+            top = conn.execute("SELECT coalesce(max(id), 0) FROM items").fetchone()[0]
+            self._next_id = int(top) + 1
         except JournalError:
             conn.close()
             raise
@@ -286,42 +290,65 @@ class Journal:
 
     # -- operations (each runs inside one group transaction) ------------------
 
-    def admit(
-        self, partition: tuple[str, str, str], type_: str, value: str, dedupe_key: str | None
-    ) -> asyncio.Future[int | Recorded | Existing]:
-        """Record a new item, or return its finished result if one is within the window.
+    def admit_many(
+        self, items: Sequence[tuple[tuple[str, str, str], str, str, str | None]]
+    ) -> asyncio.Future[list[int | Recorded | Existing]]:
+        """Record new items (partition, type, value, dedupe key) in one go.
 
-        Resolves to the new row id, a :class:`Recorded` result, or
-        :class:`Existing` when the item is journaled and still unfinished.
+        Resolves, per item, to its new row id, to a :class:`Recorded` result
+        when it finished within the dedupe window, or to :class:`Existing` when
+        it is journaled and still unfinished. The common case (all new) is one
+        ``executemany``; any key conflict sends the group down the per-item path.
         """
-        dedupe = dedupe_column(dedupe_key)
         submitted_at = self._clock()
+        rows = [(*p, value, dedupe_column(k), type_) for p, type_, value, k in items]
 
-        def op(conn: sqlite3.Connection) -> int | Recorded | Existing:
-            key = (*partition, value, dedupe)
-            row = conn.execute(
-                "SELECT i.id, i.position, b.id, b.state, b.job_json, b.size, b.finished_at"
-                " FROM items i LEFT JOIN batches b ON b.id = i.batch_id"
-                " WHERE i.merchant_id = ? AND i.campaign_id = ? AND i.variant_id = ?"
-                " AND i.value = ? AND i.dedupe = ?",
-                key,
-            ).fetchone()
-            if row is not None:
-                item_id, position, batch_id, state, job_json, size, finished_at = row
-                if state == "done" and finished_at >= submitted_at - self.dedupe_window:
-                    return Recorded(batch_id, bytes(job_json), position, size)
-                if state == "done":  # outside the window: forget it and issue again
-                    conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
-                else:
-                    return Existing(int(item_id))
-            cursor = conn.execute(
-                "INSERT INTO items (merchant_id, campaign_id, variant_id, value, dedupe, type,"
-                " submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*key, type_, submitted_at),
-            )
-            return int(cursor.lastrowid or 0)
+        def op(conn: sqlite3.Connection) -> list[int | Recorded | Existing]:
+            first = self._next_id
+            ids = range(first, first + len(rows))
+            conn.execute("SAVEPOINT admit")
+            try:
+                conn.executemany(
+                    "INSERT INTO items (id, merchant_id, campaign_id, variant_id, value, dedupe,"
+                    " type, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(i, *row, submitted_at) for i, row in zip(ids, rows, strict=True)],
+                )
+            except sqlite3.IntegrityError:  # someone is known already: one by one
+                conn.execute("ROLLBACK TO admit")
+                conn.execute("RELEASE admit")
+                return [self._admit_one(conn, row, submitted_at) for row in rows]
+            conn.execute("RELEASE admit")
+            self._next_id = first + len(rows)
+            return list(ids)
 
         return self._submit(op)
+
+    def _admit_one(
+        self, conn: sqlite3.Connection, row: tuple[str, ...], submitted_at: float
+    ) -> int | Recorded | Existing:
+        found = conn.execute(
+            "SELECT i.id, i.position, b.id, b.state, b.job_json, b.size, b.finished_at"
+            " FROM items i LEFT JOIN batches b ON b.id = i.batch_id"
+            " WHERE i.merchant_id = ? AND i.campaign_id = ? AND i.variant_id = ?"
+            " AND i.value = ? AND i.dedupe = ?",
+            row[:5],
+        ).fetchone()
+        if found is not None:
+            item_id, position, batch_id, state, job_json, size, finished_at = found
+            if state == "done" and finished_at >= submitted_at - self.dedupe_window:
+                return Recorded(batch_id, bytes(job_json), position, size)
+            if state != "done":
+                return Existing(int(item_id))
+            # Outside the window: forget it and issue again.
+            conn.execute("DELETE FROM items WHERE id = ?", (item_id,))
+        item_id = self._next_id
+        self._next_id += 1
+        conn.execute(
+            "INSERT INTO items (id, merchant_id, campaign_id, variant_id, value, dedupe, type,"
+            " submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (item_id, *row, submitted_at),
+        )
+        return item_id
 
     def _insert_batch(
         self, conn: sqlite3.Connection, partition: tuple[str, str, str], batch: SealRecord

@@ -100,6 +100,8 @@ class BatchRunner:
                 job = await self._post(sealed, body, key)
                 if job is None:
                     return
+                # Accepted: the bytes are never sent again (the journal keeps its own copy).
+                sealed.body = body = b""
             else:  # recovered after acceptance: follow the job we already have
                 job = IssuanceJob(id=sealed.job_id, state=JobState.PENDING)
                 self._posted(sealed)
