@@ -48,6 +48,8 @@ class Partition:
     campaign_id: str
     variant_id: str
     body_prefix: bytes = attrs.field(init=False, eq=False, repr=False)
+    #: (merchant_id, campaign_id, variant_id), kept so hot paths do not rebuild it.
+    ids: tuple[str, str, str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         head = orjson.dumps(
@@ -59,11 +61,7 @@ class Partition:
         )
         # '{"merchant_id":...,"variant_id":"v"' + ',"identifiers":[' ... ']}'
         object.__setattr__(self, "body_prefix", bytes(head[:-1]) + b',"identifiers":[')
-
-    @property
-    def ids(self) -> tuple[str, str, str]:
-        """(merchant_id, campaign_id, variant_id)."""
-        return (self.merchant_id, self.campaign_id, self.variant_id)
+        object.__setattr__(self, "ids", (self.merchant_id, self.campaign_id, self.variant_id))
 
 
 #: What makes two submissions to one partition the same issuance: the normalised

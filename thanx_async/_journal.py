@@ -301,9 +301,10 @@ class Journal:
         ``executemany``; any key conflict sends the group down the per-item path.
         """
         submitted_at = self._clock()
-        rows = [(*p, value, dedupe_column(k), type_) for p, type_, value, k in items]
 
         def op(conn: sqlite3.Connection) -> list[int | Recorded | Existing]:
+            # Rows are built here, in the writer thread, not on the caller's loop.
+            rows = [(*p, value, dedupe_column(k), type_) for p, type_, value, k in items]
             first = self._next_id
             ids = range(first, first + len(rows))
             conn.execute("SAVEPOINT admit")
