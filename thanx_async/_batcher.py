@@ -206,10 +206,10 @@ class RewardBatcher:
         if entry is None:
             if not self._resolver.try_admit():
                 await self._resolver.admit()
+                entry = self._resolver.get(partition, key)  # added while we waited?
             if self._closing:
                 self._resolver.release()
                 raise BatcherClosedError("the batcher is closed")
-            entry = self._resolver.get(partition, key)  # added while we waited?
             if entry is None:
                 entry = self._new_entry(partition, type_, value, dedupe_key, future)
             else:
@@ -255,8 +255,7 @@ class RewardBatcher:
         await self._start()
         if self._durable is not None:
             await self._durable.settled()
-        for batch in list(self._open.values()):
-            self._seal(batch)
+        self._seal_all()
         events = list(self._unposted.values())
         if events:
             await asyncio.gather(*(e.wait() for e in events))
@@ -315,8 +314,7 @@ class RewardBatcher:
             await asyncio.wait([self._started])
         if self._durable is not None:
             await self._durable.settled()
-        for batch in list(self._open.values()):
-            self._seal(batch)
+        self._seal_all()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
         left = self._resolver.entries()
@@ -425,6 +423,10 @@ class RewardBatcher:
             self._seal(batch)
 
     # -- sealing ---------------------------------------------------------------
+
+    def _seal_all(self) -> None:
+        for batch in list(self._open.values()):
+            self._seal(batch)
 
     def _seal_due(self, batch: OpenBatch) -> None:
         if self._open.get(batch.partition) is batch:

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import cast
 
 import orjson
 
@@ -20,7 +20,14 @@ from thanx_async._accumulator import Entry, Partition, SealedBatch
 from thanx_async._client import ThanxClient
 from thanx_async._errors import JobFailedError, JournalError
 from thanx_async._identifiers import IdentifierType
-from thanx_async._journal import Existing, Journal, Recorded, Recovered, RecoveredItem
+from thanx_async._journal import (
+    Existing,
+    Journal,
+    Recorded,
+    Recovered,
+    RecoveredItem,
+    log_failed_write,
+)
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import JobVerdict
 from thanx_async._resolution import Counters, Resolver
@@ -118,7 +125,7 @@ class Durable:
         """Drop journaled entries that issued nothing (cancelled before their seal)."""
         rows = [e.row_id for e in entries if e.row_id is not None]
         if rows:
-            self.journal.forget(rows).add_done_callback(_log_failure)
+            self.journal.forget(rows).add_done_callback(log_failed_write)
 
     def _admitted(
         self,
@@ -207,12 +214,7 @@ class Durable:
             return  # a shared limiter keeps its own log
 
         def save() -> None:
-            self.journal.save_ratelog(limiter.snapshot()).add_done_callback(_log_failure)
+            self.journal.save_ratelog(limiter.snapshot()).add_done_callback(log_failed_write)
             self._ratelog_timer = asyncio.get_running_loop().call_later(RATELOG_EVERY, save)
 
         self._ratelog_timer = asyncio.get_running_loop().call_later(RATELOG_EVERY, save)
-
-
-def _log_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        logger.error("journal write failed: %s", future.exception())

@@ -47,12 +47,26 @@ from thanx_async._journal_format import (
     dedupe_value,
 )
 
-__all__ = ["Existing", "Journal", "Recorded", "Recovered", "RecoveredBatch", "RecoveredItem"]
+__all__ = [
+    "Existing",
+    "Journal",
+    "Recorded",
+    "Recovered",
+    "RecoveredBatch",
+    "RecoveredItem",
+    "log_failed_write",
+]
 
 logger = logging.getLogger("thanx_async.journal")
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL", "OFF"]
+
+
+def log_failed_write(future: asyncio.Future[Any]) -> None:
+    """Done-callback for a journal write nobody awaits: a failure is logged, not lost."""
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("journal write failed: %s", future.exception())
 
 
 class Journal:

@@ -54,8 +54,7 @@ class Resolver:
 
     async def admit(self) -> None:
         """Take one pending slot, waiting behind earlier submitters when all are taken."""
-        if self.pending < self._max_pending and not self._waiting:
-            self.pending += 1
+        if self.try_admit():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)

@@ -28,7 +28,7 @@ from thanx_async._errors import (
     TransportError,
 )
 from thanx_async._jobs import JobTracker
-from thanx_async._journal import Journal
+from thanx_async._journal import Journal, log_failed_write
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 from thanx_async._resolution import Counters, Resolver
@@ -155,7 +155,7 @@ class BatchRunner:
             self._counters.accepted += len(sealed.entries)
             logger.info("batch %s accepted as job %s", sealed.key, job.id)
             if self._journal is not None and sealed.batch_id is not None:
-                _log_failure(self._journal.accepted(sealed.batch_id, job.id))
+                self._journal.accepted(sealed.batch_id, job.id).add_done_callback(log_failed_write)
             return job
 
     async def _follow(self, sealed: SealedBatch, job: IssuanceJob) -> IssuanceJob | None:
@@ -243,11 +243,3 @@ class BatchRunner:
 
 def _row_ids(entries: Sequence[Entry]) -> list[int]:
     return [e.row_id for e in entries if e.row_id is not None]
-
-
-def _log_failure(future: asyncio.Future[None]) -> None:
-    def done(f: asyncio.Future[None]) -> None:
-        if not f.cancelled() and f.exception() is not None:
-            logger.error("journal write failed: %s", f.exception())
-
-    future.add_done_callback(done)
