@@ -13,8 +13,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-import orjson
-
 from thanx_async._accumulator import Entry, SealedBatch, freeze
 from thanx_async._client import ThanxClient
 from thanx_async._errors import (
@@ -32,9 +30,9 @@ from thanx_async._journal import Journal, log_failed_write
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 from thanx_async._resolution import Counters, Resolver
-from thanx_async._serde import converter
+from thanx_async._serde import job_to_json
 
-__all__ = ["RESOLVE_SLICE", "BatchRunner", "job_to_json"]
+__all__ = ["RESOLVE_SLICE", "BatchRunner"]
 
 logger = logging.getLogger("thanx_async.batcher")
 
@@ -43,11 +41,6 @@ RESOLVE_SLICE = 500
 
 # A POST that failed like this may or may not have created a job.
 _UNKNOWN_FATE = (TransportError, ServerError, RateLimitError, MalformedResponseError)
-
-
-def job_to_json(job: IssuanceJob) -> bytes:
-    """The job as JSON, for the journal (read back with ``job_from_dict``)."""
-    return orjson.dumps(converter.unstructure(job))
 
 
 class BatchRunner:

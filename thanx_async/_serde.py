@@ -22,10 +22,10 @@ __all__ = [
     "converter",
     "dumps",
     "job_from_dict",
+    "job_to_json",
     "read_campaign",
     "read_campaign_page",
     "read_job",
-    "read_object",
     "read_scopes",
 ]
 
@@ -94,14 +94,14 @@ def job_from_dict(data: dict[str, Any]) -> IssuanceJob:
     return _structure(clean, IssuanceJob)
 
 
+def job_to_json(job: IssuanceJob) -> bytes:
+    """A job as JSON (what the journal keeps); :func:`job_from_dict` reads it back."""
+    return orjson.dumps(converter.unstructure(job))
+
+
 def read_job(body: bytes) -> IssuanceJob:
     """Read ``{"issuance_job": {...}}``."""
     return job_from_dict(_member(body, "issuance_job"))
-
-
-def read_object(body: bytes, key: str, cls: type[T]) -> T:
-    """Read ``{key: {...}}`` into ``cls``."""
-    return _structure(_without_nulls(_member(body, key)), cls)
 
 
 def _campaign(data: Any) -> Campaign:
