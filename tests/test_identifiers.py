@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import thanx_async as ta
+from thanx_async import _identifiers
 
 UUID_SHAPE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -70,6 +71,25 @@ def test_invalid_values_say_what_is_wrong_with_which_value(raw: str, reason: str
     assert info.value.value == raw
     assert repr(raw) in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+# Text that looks like an identifier often enough to reach every branch of both paths.
+near_identifiers = st.text(
+    string.ascii_letters + string.digits + "@.+-_ \t\"()<>[]\\!#$%&'*/=?^`{|}~\x00\x7fÉé",
+    max_size=40,
+) | emails | phones | emails.map(str.upper)
+
+
+@given(near_identifiers)
+def test_the_fast_path_agrees_with_the_full_validation(raw: str) -> None:
+    """normalise() takes shortcuts for already-normalised values: they never change the answer."""
+    try:
+        expected = _identifiers._normalise_text(raw)
+    except ta.InvalidIdentifierError:
+        with pytest.raises(ta.InvalidIdentifierError):
+            _identifiers.normalise(raw)
+    else:
+        assert _identifiers.normalise(raw) == expected
 
 
 def test_non_strings_are_refused() -> None:

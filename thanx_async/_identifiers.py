@@ -30,6 +30,14 @@ _EMAIL = re.compile(
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
 )
 _MAX_EMAIL = 254
+# Already-normalised emails, the common case: lower-case ASCII, no surrounding
+# whitespace. Everything this accepts the full path accepts unchanged (the
+# local part's characters are a subset of _EMAIL's, and none is upper-case,
+# whitespace or '@'), so it only skips work; the hypothesis tests check that.
+_CANONICAL_EMAIL = re.compile(
+    r"[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
 
 
 @attrs.frozen(slots=True)
@@ -84,6 +92,15 @@ def normalise(value: object) -> tuple[IdentifierType, str]:
     What :meth:`Identifier.parse` does, without building the object (the
     batcher's submit path keeps only these two strings).
     """
+    if type(value) is str and len(value) <= _MAX_EMAIL:  # fast paths: already normalised
+        if _CANONICAL_EMAIL.fullmatch(value) is not None:
+            return "email", value
+        if _E164.fullmatch(value) is not None:
+            return "phone", value
+    return _normalise_text(value)
+
+
+def _normalise_text(value: object) -> tuple[IdentifierType, str]:
     text = _text(value)
     # "@" first: "+promo@example.com" is an email, not a malformed phone.
     if "@" in text:
