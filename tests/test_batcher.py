@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypedDict
 
+import attrs
 import orjson
 import pytest
 
@@ -340,6 +341,41 @@ async def test_faults_leave_one_job_per_batch_and_one_reward_each(
     assert set(counts.values()) == {1}
     keys = {r.headers["X-Idempotency-Key"] for r in thanx_emulator.state.requests_for("issue")}
     assert len(keys) == 1
+
+
+async def test_outcomes_are_ordinary_frozen_outcomes(
+    batcher: ta.RewardBatcher, thanx_emulator: ThanxEmulator
+) -> None:
+    """The fast-built outcome equals, hashes and prints like one built by keyword, and is frozen."""
+    outcome = await batcher.issue(email(7), dedupe_key="order-1")
+    assert type(outcome) is ta.IssuanceOutcome
+    built = ta.IssuanceOutcome(
+        identifier=ta.Identifier("email", email(7)),
+        status=ta.OutcomeStatus.ISSUED,
+        job_id=outcome.job_id,
+        job=outcome.job,
+        dedupe_key="order-1",
+    )
+    assert outcome == built
+    assert hash(outcome) == hash(built)
+    assert repr(outcome) == repr(built)
+    assert hash(outcome.identifier) == hash(built.identifier)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        outcome.status = ta.OutcomeStatus.FAILED  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        outcome.identifier.value = "x"  # type: ignore[misc]
+
+
+async def test_hand_built_identifier_is_escaped_in_the_body(
+    batcher: ta.RewardBatcher, thanx_emulator: ThanxEmulator
+) -> None:
+    """An Identifier built by hand (no validation) still makes valid JSON; the server judges it."""
+    odd = ta.Identifier("email", 'a"b\\c@example.com')
+    outcome = await batcher.issue(odd)  # an invalid JSON body would fail the batch
+    assert outcome.identifier == odd
+    (request,) = thanx_emulator.state.requests_for("issue")
+    body = orjson.loads(request.body)
+    assert body["identifiers"] == [{"type": "email", "value": 'a"b\\c@example.com'}]
 
 
 async def test_idempotency_key_is_the_documented_function_of_content(

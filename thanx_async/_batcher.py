@@ -19,11 +19,19 @@ from typing import Self, cast
 
 import attrs
 
-from thanx_async._accumulator import Entry, EntryKey, OpenBatch, Partition, SealedBatch, seal
+from thanx_async._accumulator import (
+    Entry,
+    EntryKey,
+    OpenBatch,
+    Partition,
+    SealedBatch,
+    needs_escaping,
+    seal,
+)
 from thanx_async._client import MAX_IDENTIFIERS, ThanxClient
 from thanx_async._durable import Durable
 from thanx_async._errors import BatcherClosedError
-from thanx_async._identifiers import Identifier, IdentifierType, normalise
+from thanx_async._identifiers import Identifier, normalise
 from thanx_async._jobs import JobTracker
 from thanx_async._journal import Journal
 from thanx_async._outcomes import IssuanceOutcome
@@ -140,6 +148,7 @@ class RewardBatcher:
             posted=self._posted,
         )
         self._partitions: dict[tuple[str, str, str], Partition] = {}
+        self._default_partition: Partition | None = None
         self._open: dict[Partition, OpenBatch] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._unposted: dict[SealedBatch, asyncio.Event] = {}
@@ -167,7 +176,7 @@ class RewardBatcher:
 
     # -- public API ---------------------------------------------------------
 
-    async def submit(
+    async def submit(  # noqa: PLR0912, PLR0915 - the per-identifier hot path, inlined on purpose
         self,
         identifier: str | Identifier,
         *,
@@ -192,28 +201,49 @@ class RewardBatcher:
             BatcherClosedError: the batcher is closing or closed.
             JournalError: the journal could not record the identifier.
         """
-        self._check_open()
-        if isinstance(identifier, Identifier):
+        if self._closing:
+            raise BatcherClosedError("the batcher is closed")
+        escape = False
+        if isinstance(identifier, Identifier):  # validated when built (unless built by hand)
             type_, value = identifier.type, identifier.value
+            escape = needs_escaping(value)
         else:
             type_, value = normalise(identifier)
-        partition = self._partition(merchant_id, campaign_id, variant_id)
+        if merchant_id is None and campaign_id is None and variant_id is None:
+            partition = self._default_partition
+            if partition is None:  # raises if a default is missing
+                partition = self._default_partition = self._partition(None, None, None)
+        else:
+            partition = self._partition(merchant_id, campaign_id, variant_id)
         if not self._ready:
             await self._start()
+            self._check_open()  # closed while we waited for the start?
         key: EntryKey = value if dedupe_key is None else (value, dedupe_key)
         future: asyncio.Future[IssuanceOutcome] = asyncio.get_running_loop().create_future()
-        entry = self._resolver.get(partition, key)
+        resolver = self._resolver
+        known = resolver.unresolved.get(partition)
+        entry = None if known is None else known.get(key)
         if entry is None:
-            if not self._resolver.try_admit():
-                await self._resolver.admit()
-                entry = self._resolver.get(partition, key)  # added while we waited?
-            if self._closing:
-                self._resolver.release()
-                raise BatcherClosedError("the batcher is closed")
+            if not resolver.try_admit():
+                entry = await self._wait_for_slot(partition, key)
+                known = None  # the index may have changed while we waited
             if entry is None:
-                entry = self._new_entry(partition, type_, value, dedupe_key, future)
+                entry = Entry(partition, type_, value, dedupe_key, escape=escape)
+                # The caller comes first: putting the entry in its batch may seal
+                # the batch, and a seal leaves out entries nobody waits for. No
+                # done-callback per future (it would cost ~300 bytes each): a
+                # cancelled caller is noticed when its batch is sealed.
+                entry.caller = future
+                if known is None:
+                    resolver.add(entry)
+                else:
+                    known[key] = entry
+                if self._durable is None:
+                    self._enqueue(entry)
+                else:
+                    self._durable.admit(entry)
             else:
-                self._resolver.release()
+                resolver.release()
                 entry.add_caller(future)
         else:
             entry.add_caller(future)
@@ -363,6 +393,14 @@ class RewardBatcher:
         if self._closing:
             raise BatcherClosedError("the batcher is closed")
 
+    async def _wait_for_slot(self, partition: Partition, key: EntryKey) -> Entry | None:
+        """Wait for a pending slot (back-pressure); the entry if one arrived meanwhile."""
+        await self._resolver.admit()
+        if self._closing:
+            self._resolver.release()
+            raise BatcherClosedError("the batcher is closed")
+        return self._resolver.get(partition, key)
+
     def _partition(
         self, merchant_id: str | None, campaign_id: str | None, variant_id: str | None
     ) -> Partition:
@@ -385,27 +423,6 @@ class RewardBatcher:
             merchant, campaign, variant
         )
         return partition
-
-    def _new_entry(
-        self,
-        partition: Partition,
-        type_: IdentifierType,
-        value: str,
-        dedupe_key: str | None,
-        caller: asyncio.Future[IssuanceOutcome],
-    ) -> Entry:
-        entry = Entry(partition, type_, value, dedupe_key)
-        # The caller comes first: putting the entry in its batch may seal the batch,
-        # and a seal leaves out entries nobody waits for. No done-callback per
-        # future (it would cost ~300 bytes each): a cancelled caller is noticed
-        # when its batch is sealed, which is when it matters.
-        entry.add_caller(caller)
-        self._resolver.add(entry)
-        if self._durable is None:
-            self._enqueue(entry)
-        else:
-            self._durable.admit(entry)
-        return entry
 
     def _enqueue(self, entry: Entry) -> None:
         """Put an admitted entry into its partition's open batch (sealing it when full)."""

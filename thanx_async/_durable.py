@@ -16,7 +16,7 @@ from typing import cast
 
 import orjson
 
-from thanx_async._accumulator import Entry, Partition, SealedBatch
+from thanx_async._accumulator import Entry, Partition, SealedBatch, needs_escaping
 from thanx_async._client import ThanxClient
 from thanx_async._errors import JobFailedError, JournalError
 from thanx_async._identifiers import IdentifierType
@@ -171,9 +171,7 @@ class Durable:
         if job.state is JobState.FAILED:
             self._resolver.fail(entry, JobFailedError(job))
         else:
-            outcome = JobVerdict.of(job, record.size).outcome(
-                record.position, entry.identifier, entry.dedupe_key
-            )
+            (outcome,) = JobVerdict.of(job, record.size).outcomes(record.position, [entry])
             self._resolver.settle(entry, outcome)
 
     def _recover(self, recovered: Recovered) -> None:
@@ -184,8 +182,6 @@ class Durable:
             self._enqueue(self._recovered_entry(item))
         for batch in recovered.batches:
             entries = [self._recovered_entry(item) for item in batch.items]
-            for entry in entries:
-                entry.mark_sealed()
             self._counters.sealed_batches += 1
             self._spawn(
                 SealedBatch(
@@ -201,7 +197,10 @@ class Durable:
 
     def _recovered_entry(self, item: RecoveredItem) -> Entry:
         type_ = cast("IdentifierType", item.type)
-        entry = Entry(self._partition(*item.partition), type_, item.value, item.dedupe_key)
+        entry = Entry(
+            self._partition(*item.partition), type_, item.value, item.dedupe_key,
+            escape=needs_escaping(item.value),
+        )  # fmt: skip
         entry.row_id = item.row_id
         entry.pin()
         self._resolver.add(entry)

@@ -214,11 +214,9 @@ class BatchRunner:
         for start in range(0, len(entries), RESOLVE_SLICE):
             if start:
                 await asyncio.sleep(0)  # let the caller's loop breathe between slices
-            for index in range(start, min(start + RESOLVE_SLICE, len(entries))):
-                entry = entries[index]
-                self._resolver.settle(
-                    entry, verdict.outcome(index, entry.identifier, entry.dedupe_key)
-                )
+            self._resolver.settle_by_verdict(
+                sealed.partition, entries[start : start + RESOLVE_SLICE], start, verdict
+            )
 
     async def _forget(self, entries: Sequence[Entry], batch_id: int | None) -> None:
         # A rejection that issued nothing is not a recorded result: a resubmission tries again.
