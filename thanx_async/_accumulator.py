@@ -9,9 +9,10 @@ flag bits, and its caller's future (a list only when callers coalesce).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -22,7 +23,7 @@ from thanx_async._identifiers import (
     IdentifierType,
     canonical_head,
     canonical_item,
-    key_from_canonical,
+    key_from_digest,
 )
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 #: Identifiers whose body and key text are built per loop turn while freezing a batch.
-FREEZE_SLICE = 2_000
+FREEZE_SLICE = 1_000
 
 # What a JSON string may not contain unescaped.
 _NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')
@@ -199,7 +200,8 @@ class SealedBatch:
     """
 
     partition: Partition
-    entries: Sequence[Entry]
+    #: Emptied slice by slice as the batch is resolved.
+    entries: list[Entry]
     body: bytes | None = None
     key: str | None = None
     batch_id: int | None = None
@@ -227,19 +229,21 @@ async def freeze(sealed: SealedBatch, namespace: str) -> None:
     """
     entries = sealed.entries
     partition = sealed.partition
-    bodies: list[str] = []
-    texts = [
-        canonical_head(
-            merchant_id=partition.merchant_id,
-            campaign_id=partition.campaign_id,
-            variant_id=partition.variant_id,
-            namespace=namespace,
-            count=len(entries),
-        )
-    ]
+    head = canonical_head(
+        merchant_id=partition.merchant_id,
+        campaign_id=partition.campaign_id,
+        variant_id=partition.variant_id,
+        namespace=namespace,
+        count=len(entries),
+    )
+    # Hashed and encoded slice by slice, so no step handles the whole batch at once.
+    hasher = hashlib.sha256(head.encode())
+    pieces: list[bytes] = []
     for start in range(0, len(entries), FREEZE_SLICE):
         if start:
             await asyncio.sleep(0)
+        bodies: list[str] = []
+        texts: list[str] = []
         for entry in entries[start : start + FREEZE_SLICE]:
             value = entry.value
             if entry.dedupe_key is None and not entry.flags & _ESCAPE:
@@ -251,5 +255,7 @@ async def freeze(sealed: SealedBatch, namespace: str) -> None:
             else:
                 bodies.append(entry.json())
                 texts.append(canonical_item(entry.type, value, entry.dedupe_key))
-    sealed.body = partition.body_prefix + ",".join(bodies).encode() + b"]}"
-    sealed.key = key_from_canonical("".join(texts).encode())
+        pieces.append(",".join(bodies).encode())
+        hasher.update("".join(texts).encode())
+    sealed.body = partition.body_prefix + b",".join(pieces) + b"]}"
+    sealed.key = key_from_digest(hasher.digest())

@@ -454,6 +454,9 @@ class RewardBatcher:
         if batch.timer is not None:
             batch.timer.cancel()
         sealed, dropped = seal(batch.partition, batch.entries)
+        # The cancelled timer can keep the open batch alive for up to max_wait:
+        # it must not keep the entries too (they are freed as they resolve).
+        batch.entries = []
         if dropped:  # every caller cancelled before the seal: they leave the batch
             for entry in dropped:
                 self._resolver.forget(entry)

@@ -244,7 +244,12 @@ def idempotency_key(
 
 def key_from_canonical(data: bytes) -> str:
     """Hash canonical batch bytes into the UUID-shaped key (see :func:`idempotency_key`)."""
-    raw = bytearray(hashlib.sha256(data).digest()[:16])
+    return key_from_digest(hashlib.sha256(data).digest())
+
+
+def key_from_digest(digest: bytes) -> str:
+    """The UUID-shaped key from the SHA-256 digest of the canonical bytes."""
+    raw = bytearray(digest[:16])
     raw[6] = (raw[6] & 0x0F) | 0x80  # version 8: custom, hash-based
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
     return str(uuid.UUID(bytes=bytes(raw)))
