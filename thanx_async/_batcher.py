@@ -224,7 +224,9 @@ class RewardBatcher:
         known = resolver.unresolved.get(partition)
         entry = None if known is None else known.get(key)
         if entry is None:
-            if not resolver.try_admit():
+            if resolver.pending < resolver.max_pending and not resolver.waiting:
+                resolver.pending += 1  # Resolver.try_admit(), inline
+            else:
                 entry = await self._wait_for_slot(partition, key)
                 known = None  # the index may have changed while we waited
             if entry is None:
@@ -238,7 +240,14 @@ class RewardBatcher:
                     resolver.add(entry)
                 else:
                     known[key] = entry
-                if self._durable is None:
+                batch = self._open.get(partition)
+                if (
+                    batch is not None
+                    and self._durable is None
+                    and len(batch.entries) < self._max_batch_size - 1
+                ):
+                    batch.entries.append(entry)  # _enqueue(), inline: no seal due
+                elif self._durable is None:
                     self._enqueue(entry)
                 else:
                     self._durable.admit(entry)

@@ -42,13 +42,14 @@ class Resolver:
         #: Per partition, so the common key is just the value (no tuple per entry).
         self.unresolved: dict[Partition, dict[EntryKey, Entry]] = {}
         self.pending = 0
-        self._max_pending = max_pending
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        #: Read by the batcher's submit path, which inlines try_admit().
+        self.max_pending = max_pending
+        self.waiting: deque[asyncio.Future[None]] = deque()
         self._counters = counters
 
     def try_admit(self) -> bool:
         """Take a pending slot if one is free and nobody waits for one (no await needed)."""
-        if self.pending < self._max_pending and not self._waiting:
+        if self.pending < self.max_pending and not self.waiting:
             self.pending += 1
             return True
         return False
@@ -58,7 +59,7 @@ class Resolver:
         if self.try_admit():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
+        self.waiting.append(waiter)
         try:
             await waiter  # the releaser hands its slot over before waking us
         except asyncio.CancelledError:
@@ -66,22 +67,22 @@ class Resolver:
                 self.release()  # granted, then cancelled: pass the slot on
             else:
                 with contextlib.suppress(ValueError):
-                    self._waiting.remove(waiter)
+                    self.waiting.remove(waiter)
             raise
 
     def release(self, count: int = 1) -> None:
         """Give slots back (to the first waiting submitters, if any)."""
         self.pending -= count
-        while self._waiting and self.pending < self._max_pending:
-            waiter = self._waiting.popleft()
+        while self.waiting and self.pending < self.max_pending:
+            waiter = self.waiting.popleft()
             if not waiter.done():
                 self.pending += 1
                 waiter.set_result(None)
 
     def close(self) -> None:
         """Refuse every waiting submitter (the batcher is closing)."""
-        while self._waiting:
-            waiter = self._waiting.popleft()
+        while self.waiting:
+            waiter = self.waiting.popleft()
             if not waiter.done():
                 waiter.set_exception(BatcherClosedError("the batcher closed while waiting"))
 
