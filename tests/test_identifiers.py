@@ -74,10 +74,15 @@ def test_invalid_values_say_what_is_wrong_with_which_value(raw: str, reason: str
 
 
 # Text that looks like an identifier often enough to reach every branch of both paths.
-near_identifiers = st.text(
-    string.ascii_letters + string.digits + "@.+-_ \t\"()<>[]\\!#$%&'*/=?^`{|}~\x00\x7fÉé",
-    max_size=40,
-) | emails | phones | emails.map(str.upper)
+near_identifiers = (
+    st.text(
+        string.ascii_letters + string.digits + "@.+-_ \t\"()<>[]\\!#$%&'*/=?^`{|}~\x00\x7fÉé",
+        max_size=40,
+    )
+    | emails
+    | phones
+    | emails.map(str.upper)
+)
 
 
 @given(near_identifiers)
