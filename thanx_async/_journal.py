@@ -375,10 +375,20 @@ class Journal:
             (*partition, key, body, len(item_ids), self._clock()),
         )
         batch_id = int(cursor.lastrowid or 0)
-        conn.executemany(
-            "UPDATE items SET batch_id = ?, position = ? WHERE id = ?",
-            [(batch_id, position, item_id) for position, item_id in enumerate(item_ids)],
-        )
+        runs = _consecutive_runs(item_ids)
+        if len(runs) * 8 <= len(item_ids):
+            # Admitted together, sealed together: row ids mostly come in runs, and
+            # one ranged UPDATE per run is far cheaper than one per row (a
+            # 10,000-row seal held the writer, and every admission behind it, ~30 ms).
+            conn.executemany(
+                "UPDATE items SET batch_id = ?, position = id - ? WHERE id BETWEEN ? AND ?",
+                [(batch_id, first - position, first, last) for position, first, last in runs],
+            )
+        else:
+            conn.executemany(
+                "UPDATE items SET batch_id = ?, position = ? WHERE id = ?",
+                [(batch_id, position, item_id) for position, item_id in enumerate(item_ids)],
+            )
         return batch_id
 
     def seal(
@@ -443,3 +453,14 @@ class Journal:
             conn.executemany("INSERT INTO ratelog (start, finish) VALUES (?, ?)", rows)
 
         return self._submit(op)
+
+
+def _consecutive_runs(ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(position of the first, first id, last id) of each run of consecutive ids, in order."""
+    runs: list[tuple[int, int, int]] = []
+    start = 0
+    for position in range(1, len(ids) + 1):
+        if position == len(ids) or ids[position] != ids[position - 1] + 1:
+            runs.append((start, ids[start], ids[position - 1]))
+            start = position
+    return runs
