@@ -379,3 +379,69 @@ async def test_journal_and_memory_agree_under_load(
     assert all(o.issued for o in outcomes)
     assert len(thanx_emulator.state.issuance_counts()) == 700
     assert set(thanx_emulator.state.issuance_counts().values()) == {1}
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        list(range(40)),  # one run: a single ranged update
+        [*range(10, 40), *range(10)],  # two runs, out of admission order
+        [*range(0, 40, 2), *range(1, 40, 2)],  # no runs: one update per row
+        [5, *range(20, 40), 0, 1, 2, *range(6, 20), 3, 4],  # runs and stragglers
+    ],
+)
+async def test_sealed_positions_survive_a_restart_whatever_the_id_order(
+    journal_path: Path, order: list[int]
+) -> None:
+    """A sealed batch comes back with its items in the order sealed, however its row ids run."""
+    partition = (DEFAULT_MERCHANT_ID, DEFAULT_CAMPAIGN_ID, DEFAULT_VARIANT_ID)
+    journal = Journal(journal_path)
+    await journal.open()
+    ids = await journal.admit_many([(partition, "email", email(i), None) for i in range(40)])
+    assert all(isinstance(i, int) for i in ids)
+    sealed = [ids[i] for i in order]
+    await journal.seal(partition, "key", b"body", sealed)  # type: ignore[arg-type]
+    await journal.aclose()
+    reopened = Journal(journal_path)
+    recovered = await reopened.open()
+    await reopened.aclose()
+    (batch,) = recovered.batches
+    assert [item.row_id for item in batch.items] == sealed
+    assert [item.value for item in batch.items] == [email(i) for i in order]
+    assert recovered.unsealed == []
+
+
+async def test_cancelling_one_waiting_submitter_leaves_the_others_waiting(
+    thanx_client: ta.ThanxClient, journal_path: Path, thanx_emulator: ThanxEmulator
+) -> None:
+    """Submitters share one journal write; cancelling one that waits does not cancel the rest."""
+    async with batcher_for(thanx_client, journal_path) as batcher:
+        first = asyncio.create_task(batcher.submit(email(1)))
+        second = asyncio.create_task(batcher.submit(email(1)))  # joins the same entry
+        third = asyncio.create_task(batcher.submit(email(2)))  # same write, another entry
+        await asyncio.sleep(0)  # all three are now waiting for the write
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        outcomes = [await (await task) for task in (second, third)]
+    assert [o.status for o in outcomes] == [ta.OutcomeStatus.ISSUED] * 2
+    assert thanx_emulator.state.issued_count("email", email(1)) == 1
+
+
+async def test_a_failed_admission_write_is_raised_by_submit_and_strands_nothing(
+    thanx_client: ta.ThanxClient, journal_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the journal cannot record a group, each of its submit() calls raises JournalError."""
+    async with batcher_for(thanx_client, journal_path) as batcher:
+
+        def broken(self: Journal, ops: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(Journal, "_apply", broken)
+            results = await asyncio.gather(
+                *(batcher.submit(email(i)) for i in range(3)), return_exceptions=True
+            )
+        assert all(isinstance(r, ta.JournalError) for r in results)
+        assert batcher.stats().pending == 0
+        assert (await batcher.issue(email(0))).issued  # the journal works again

@@ -27,6 +27,7 @@ from thanx_async._identifiers import (
 )
 
 __all__ = [
+    "Admission",
     "Entry",
     "EntryKey",
     "OpenBatch",
@@ -115,8 +116,8 @@ class Entry:
         self.more: list[asyncio.Future[Any]] | None = None
         #: Journal row id (journal only).
         self.row_id: int | None = None
-        #: Resolves when the journal committed the admission (journal only).
-        self.durable: asyncio.Future[Any] | None = None
+        #: The journal write that admits it (journal only).
+        self.durable: Admission | None = None
 
     @property
     def key(self) -> EntryKey:
@@ -176,6 +177,38 @@ class Entry:
             return json.dumps({"type": self.type, "value": self.value}, separators=(",", ":"))
         # Validated values need no escaping.
         return f'{{"type":"{self.type}","value":"{self.value}"}}'
+
+
+class Admission:
+    """One loop turn's journal admissions: one write, then every submitter resumes.
+
+    Each waiting ``submit()`` parks its own future in ``waiters`` (cancelling
+    one submitter must not cancel the others' wait); ``done`` is for whoever
+    waits for all admissions (``flush``/``aclose``).
+    """
+
+    __slots__ = ("done", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future of this admission's end, for one submitter."""
+        waiter: asyncio.Future[None] = self.done.get_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    def finish(self, error: BaseException | None) -> None:
+        """The write is answered: resume every submitter (with the error, if it failed)."""
+        self.done.set_result(None)
+        for waiter in self.waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+        self.waiters.clear()
 
 
 class OpenBatch:

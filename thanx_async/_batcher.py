@@ -257,10 +257,10 @@ class RewardBatcher:
         else:
             entry.add_caller(future)
         self._counters.submitted += 1
-        durable = entry.durable
-        if durable is not None and not durable.done():
+        admission = entry.durable
+        if admission is not None and not admission.done.done():
             try:
-                await asyncio.shield(durable)  # the durable acknowledgement
+                await admission.wait()  # the durable acknowledgement
             except BaseException:
                 future.cancel()  # nobody will ever hold this future
                 raise

@@ -16,7 +16,7 @@ from typing import cast
 
 import orjson
 
-from thanx_async._accumulator import Entry, Partition, SealedBatch, needs_escaping
+from thanx_async._accumulator import Admission, Entry, Partition, SealedBatch, needs_escaping
 from thanx_async._client import ThanxClient
 from thanx_async._errors import JobFailedError, JournalError
 from thanx_async._identifiers import IdentifierType
@@ -69,7 +69,7 @@ class Durable:
         self._closing = closing
         self._admitting: set[asyncio.Future[None]] = set()
         self._group: list[Entry] = []
-        self._group_done: asyncio.Future[None] | None = None
+        self._admission: Admission | None = None
         self._recorded_jobs: dict[int, IssuanceJob] = {}
         self._ratelog_timer: asyncio.TimerHandle | None = None
         self._open = False
@@ -98,23 +98,24 @@ class Durable:
         """Journal a new entry; it joins its batch once committed (or is answered from record).
 
         Every entry admitted in one loop turn shares one journal operation and
-        one future (``entry.durable``), set once the whole group is handled.
+        one :class:`Admission` (``entry.durable``), finished once the whole group
+        is handled.
         """
         if not self._group:
             loop = asyncio.get_running_loop()
-            self._group_done = loop.create_future()
-            self._admitting.add(self._group_done)
+            self._admission = Admission(loop)
+            self._admitting.add(self._admission.done)
             loop.call_soon(self._send_group)
         self._group.append(entry)
-        entry.durable = self._group_done
+        entry.durable = self._admission
 
     def _send_group(self) -> None:
         entries, self._group = self._group, []
-        done = self._group_done
-        assert done is not None  # set with the group's first entry
+        admission = self._admission
+        assert admission is not None  # set with the group's first entry
         items = [(e.partition.ids, e.type, e.value, e.dedupe_key) for e in entries]
         written = self.journal.admit_many(items)
-        written.add_done_callback(functools.partial(self._admitted, entries, done))
+        written.add_done_callback(functools.partial(self._admitted, entries, admission))
 
     async def settled(self) -> None:
         """Wait until every admission asked for so far has been answered."""
@@ -130,20 +131,20 @@ class Durable:
     def _admitted(
         self,
         entries: list[Entry],
-        done: asyncio.Future[None],
+        admission: Admission,
         written: asyncio.Future[list[int | Recorded | Existing]],
     ) -> None:
         """The journal answered a group of admissions; then their submitters resume."""
-        self._admitting.discard(done)
+        self._admitting.discard(admission.done)
         error = written.exception() if not written.cancelled() else JournalError("cancelled")
         if error is not None:
             for entry in entries:
                 self._resolver.forget(entry)  # submit() raises the journal error
-            done.set_exception(error)
+            admission.finish(error)
             return
         for entry, result in zip(entries, written.result(), strict=True):
             self._admitted_one(entry, result)
-        done.set_result(None)
+        admission.finish(None)
 
     def _admitted_one(self, entry: Entry, result: int | Recorded | Existing) -> None:
         if isinstance(result, Recorded):
