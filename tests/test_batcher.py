@@ -216,6 +216,20 @@ async def test_cancelling_one_caller_keeps_the_other(
     assert sent_values(thanx_emulator) == [[email(1)]]
 
 
+async def test_each_caller_holds_its_own_future(
+    batcher: ta.RewardBatcher, thanx_emulator: ThanxEmulator
+) -> None:
+    """Coalesced callers get distinct asyncio futures; cancelling a later one keeps the first."""
+    first = await batcher.submit(email(1))
+    second = await batcher.submit(email(1))
+    assert isinstance(first, asyncio.Future)
+    assert isinstance(second, asyncio.Future)
+    assert first is not second
+    second.cancel()
+    assert (await first).issued
+    assert thanx_emulator.state.issued_count("email", email(1)) == 1
+
+
 async def test_cancel_after_seal_only_stops_waiting(
     batcher: ta.RewardBatcher, thanx_emulator: ThanxEmulator
 ) -> None:

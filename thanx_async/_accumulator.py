@@ -2,8 +2,9 @@
 
 Kept apart from the batcher's control flow (``_batcher.py``) so the shapes that
 carry one identifier from submit to outcome are plain and cheap. An entry is
-what a pending identifier costs, so it is lean: the normalised value, a few
-flag bits, and its caller's future (a list only when callers coalesce).
+what a pending identifier costs, so it is lean: it is its first caller's
+future, with the normalised value and a few flag bits in slots (other
+callers' futures in a list only when callers coalesce).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ FREEZE_SLICE = 1_000
 
 # What a JSON string may not contain unescaped.
 _NEEDS_ESCAPING = re.compile(r'["\\\x00-\x1f]')
-_PINNED, _PHONE, _ESCAPE = 2, 4, 8
+HAS_CALLER, _PINNED, _PHONE, _ESCAPE = 1, 2, 4, 8
+_future_init = asyncio.Future.__init__
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -90,10 +92,17 @@ def needs_escaping(value: str) -> bool:
 EntryKey = str | tuple[str, str]
 
 
-class Entry:
-    """One unresolved identifier of a partition and the callers waiting for it."""
+class Entry(asyncio.Future[Any]):
+    """One unresolved identifier of a partition, and the future of its first caller.
 
-    __slots__ = ("caller", "dedupe_key", "durable", "flags", "more", "partition", "row_id", "value")
+    The entry *is* the future ``submit()`` returned to the caller who brought
+    it: one object (and one object for the garbage collector to track) per
+    pending identifier instead of two. Later callers of the same identifier
+    get futures of their own (``more``). An entry recovered from the journal,
+    or detached from its callers, has no caller of its own (``has_caller``).
+    """
+
+    __slots__ = ("dedupe_key", "durable", "flags", "more", "partition", "row_id", "value")
 
     def __init__(
         self,
@@ -103,16 +112,25 @@ class Entry:
         dedupe_key: str | None,
         *,
         escape: bool = False,
+        caller: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        """``escape``: the value has characters JSON must escape (see :func:`needs_escaping`)."""
+        """A new entry, pending (and, unless ``caller`` is False, a caller's future).
+
+        ``escape``: the value has characters JSON must escape (see
+        :func:`needs_escaping`); ``caller``: False for a journal recovery, which
+        nobody in this process awaits.
+        """
+        _future_init(self, loop=loop)
         self.partition = partition
         self.value = value
         self.dedupe_key = dedupe_key
         flags = _PHONE if type_ == "phone" else 0
         if escape:
             flags |= _ESCAPE
+        if caller:
+            flags |= HAS_CALLER
         self.flags = flags
-        self.caller: asyncio.Future[Any] | None = None
         self.more: list[asyncio.Future[Any]] | None = None
         #: Journal row id (journal only).
         self.row_id: int | None = None
@@ -135,6 +153,11 @@ class Entry:
         return Identifier(self.type, self.value)
 
     @property
+    def has_caller(self) -> bool:
+        """Whether the entry itself is a caller's future (it may be done or cancelled)."""
+        return bool(self.flags & HAS_CALLER)
+
+    @property
     def pinned(self) -> bool:
         """Recovered from the journal: promised by an earlier process, never dropped."""
         return bool(self.flags & _PINNED)
@@ -145,29 +168,26 @@ class Entry:
 
     def add_caller(self, future: asyncio.Future[Any]) -> None:
         """Another caller waits for this identifier."""
-        if self.caller is None:
-            self.caller = future
-        elif self.more is None:
+        if self.more is None:
             self.more = [future]
         else:
             self.more.append(future)
 
     def callers(self) -> list[asyncio.Future[Any]]:
-        """Every caller's future."""
-        if self.caller is None:
-            return []
-        return [self.caller] if self.more is None else [self.caller, *self.more]
+        """Every caller's future (the entry itself first, if it is one)."""
+        own: list[asyncio.Future[Any]] = [self] if self.flags & HAS_CALLER else []
+        return own if self.more is None else [*own, *self.more]
 
     def clear_callers(self) -> None:
         """Forget the callers (the entry itself goes on)."""
-        self.caller = None
+        self.flags &= ~HAS_CALLER
         self.more = None
 
     def wanted(self) -> bool:
         """Whether a caller still waits for it (or an earlier process was promised it)."""
         if self.flags & _PINNED:
             return True
-        if self.caller is not None and not self.caller.cancelled():
+        if self.flags & HAS_CALLER and not self.cancelled():
             return True
         return self.more is not None and any(not f.cancelled() for f in self.more)
 
@@ -248,8 +268,8 @@ def seal(partition: Partition, entries: Iterable[Entry]) -> tuple[SealedBatch | 
     left out because every caller cancelled them before the seal.
     """
     entries = list(entries)
-    # The common case inline (one caller, still waiting); wanted() decides the rest.
-    kept = [e for e in entries if ((c := e.caller) is not None and not c.cancelled()) or e.wanted()]
+    # The common case inline (its own caller, still waiting); wanted() decides the rest.
+    kept = [e for e in entries if (e.flags & HAS_CALLER and not e.cancelled()) or e.wanted()]
     dropped = [] if len(kept) == len(entries) else [e for e in entries if not e.wanted()]
     return (SealedBatch(partition, kept) if kept else None), dropped
 

@@ -219,7 +219,7 @@ class RewardBatcher:
             await self._start()
             self._check_open()  # closed while we waited for the start?
         key: EntryKey = value if dedupe_key is None else (value, dedupe_key)
-        future: asyncio.Future[IssuanceOutcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[IssuanceOutcome]
         resolver = self._resolver
         known = resolver.unresolved.get(partition)
         entry = None if known is None else known.get(key)
@@ -230,12 +230,10 @@ class RewardBatcher:
                 entry = await self._wait_for_slot(partition, key)
                 known = None  # the index may have changed while we waited
             if entry is None:
-                entry = Entry(partition, type_, value, dedupe_key, escape=escape)
-                # The caller comes first: putting the entry in its batch may seal
-                # the batch, and a seal leaves out entries nobody waits for. No
-                # done-callback per future (it would cost ~300 bytes each): a
-                # cancelled caller is noticed when its batch is sealed.
-                entry.caller = future
+                # The new entry is this caller's future. No done-callback on it
+                # (it would cost ~300 bytes each): a cancelled caller is noticed
+                # when its batch is sealed, which is when it matters.
+                entry = future = Entry(partition, type_, value, dedupe_key, escape=escape)
                 if known is None:
                     resolver.add(entry)
                 else:
@@ -253,8 +251,10 @@ class RewardBatcher:
                     self._durable.admit(entry)
             else:
                 resolver.release()
+                future = asyncio.get_running_loop().create_future()
                 entry.add_caller(future)
         else:
+            future = asyncio.get_running_loop().create_future()
             entry.add_caller(future)
         self._counters.submitted += 1
         admission = entry.durable

@@ -200,7 +200,7 @@ class Durable:
         type_ = cast("IdentifierType", item.type)
         entry = Entry(
             self._partition(*item.partition), type_, item.value, item.dedupe_key,
-            escape=needs_escaping(item.value),
+            escape=needs_escaping(item.value), caller=False,
         )  # fmt: skip
         entry.row_id = item.row_id
         entry.pin()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from thanx_async._accumulator import Entry, EntryKey, Partition
+from thanx_async._accumulator import HAS_CALLER, Entry, EntryKey, Partition
 from thanx_async._errors import BatcherClosedError
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 
@@ -152,9 +152,8 @@ class Resolver:
                 issued += 1
             elif outcome.status is failed_status:
                 failed += 1
-            caller = entry.caller
-            if caller is not None and not caller.done():
-                caller.set_result(outcome)
+            if entry.flags & HAS_CALLER and not entry.done():
+                entry.set_result(outcome)
             if entry.more is not None:
                 for other in entry.more:
                     if not other.done():
