@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -99,7 +99,7 @@ class Entry(asyncio.Future[Any]):
     it: one object (and one object for the garbage collector to track) per
     pending identifier instead of two. Later callers of the same identifier
     get futures of their own (``more``). An entry recovered from the journal,
-    or detached from its callers, has no caller of its own (``has_caller``).
+    or detached from its callers, has no caller of its own (no ``HAS_CALLER`` flag).
     """
 
     __slots__ = ("dedupe_key", "durable", "flags", "more", "partition", "row_id", "value")
@@ -151,16 +151,6 @@ class Entry(asyncio.Future[Any]):
     def identifier(self) -> Identifier:
         """The normalised identifier (built on demand: entries do not keep one)."""
         return Identifier(self.type, self.value)
-
-    @property
-    def has_caller(self) -> bool:
-        """Whether the entry itself is a caller's future (it may be done or cancelled)."""
-        return bool(self.flags & HAS_CALLER)
-
-    @property
-    def pinned(self) -> bool:
-        """Recovered from the journal: promised by an earlier process, never dropped."""
-        return bool(self.flags & _PINNED)
 
     def pin(self) -> None:
         """Mark the entry as promised by an earlier process."""
@@ -261,13 +251,12 @@ class SealedBatch:
     job_id: str | None = None
 
 
-def seal(partition: Partition, entries: Iterable[Entry]) -> tuple[SealedBatch | None, list[Entry]]:
+def seal(partition: Partition, entries: Sequence[Entry]) -> tuple[SealedBatch | None, list[Entry]]:
     """Fix a batch's membership: the entries somebody still wants, in order.
 
     Returns the batch (None if nobody wants any entry any more) and the entries
     left out because every caller cancelled them before the seal.
     """
-    entries = list(entries)
     # The common case inline (its own caller, still waiting); wanted() decides the rest.
     kept = [e for e in entries if (e.flags & HAS_CALLER and not e.cancelled()) or e.wanted()]
     dropped = [] if len(kept) == len(entries) else [e for e in entries if not e.wanted()]
