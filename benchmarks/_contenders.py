@@ -36,7 +36,9 @@ def journal_supported() -> bool:
 
 class Contender(Protocol):
     name: str
-    client: ta.ThanxClient | None
+
+    @property
+    def client(self) -> ta.ThanxClient | None: ...
 
     async def submit(self, identifier: str, partition: int | None) -> asyncio.Future[Any]: ...
 
@@ -64,7 +66,13 @@ class SdkContender:
 
     def __init__(self, client: ta.ThanxClient, options: dict[str, Any]) -> None:
         self.client = client
-        self.batcher = ta.RewardBatcher(client, **DEFAULTS, **options)
+        self.batcher = ta.RewardBatcher(
+            client,
+            merchant_id=DEFAULTS["merchant_id"],
+            campaign_id=DEFAULTS["campaign_id"],
+            variant_id=DEFAULTS["variant_id"],
+            **options,
+        )
 
     async def submit(self, identifier: str, partition: int | None) -> asyncio.Future[Any]:
         if partition is None:
@@ -83,6 +91,43 @@ class SdkContender:
     def extra(self) -> dict[str, Any]:
         stats = self.batcher.stats()
         return {"sdk_posts": stats.posts, "sdk_polls": stats.polls, "retries": stats.retries}
+
+
+class FloorContender:
+    """The contract floor (``benchmarks/_floor.py``), driven exactly like RewardBatcher."""
+
+    name = "floor"
+
+    def __init__(
+        self, client: ta.ThanxClient, max_batch_size: int, *, deferred: bool, max_pending: int
+    ) -> None:
+        from benchmarks._floor import ContractFloor  # noqa: PLC0415 - only W1-floor needs it
+
+        self.client = client
+        self.impl = ContractFloor(
+            client,
+            **DEFAULTS,
+            max_batch_size=max_batch_size,
+            max_pending=max_pending,
+            deferred=deferred,
+        )
+
+    async def submit(self, identifier: str, partition: int | None) -> asyncio.Future[Any]:
+        if partition is not None:
+            raise ValueError("the contract floor has one partition")
+        return await self.impl.submit(identifier)
+
+    async def finish(self) -> None:
+        await self.impl.flush()
+
+    async def aclose(self) -> None:
+        try:
+            await self.impl.aclose()
+        finally:
+            await self.client.aclose()
+
+    def extra(self) -> dict[str, Any]:
+        return {"retries": self.client.stats.retries}
 
 
 class _BaselineContender:
@@ -198,6 +243,15 @@ def make_contender(name: str, url: str, spec: dict[str, Any]) -> Contender:
         contender = SdkContender(client, options)
         contender.name = name
         return contender
+    if name in ("floor", "floor-deferred"):
+        floor = FloorContender(
+            client,
+            batch_size,
+            deferred=name == "floor-deferred",
+            max_pending=spec.get("max_pending", 100_000),
+        )
+        floor.name = name
+        return floor
     if name == "handrolled":
         impl: Any = QueueBatcher(client, **DEFAULTS, max_batch_size=batch_size, max_wait=max_wait)
         return HandrolledContender(client, impl)

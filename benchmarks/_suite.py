@@ -35,6 +35,8 @@ RAISED_LIMITS = {"per_second": 50, "per_window": 2000, "window": 900.0}
 #: W4: Thanx's ratio (2,000 per 900 s = 2.22/s) on a 20 s window, plus the real 5/s.
 W4_LIMITS = {"per_second": 5, "per_window": 44, "window": 20.0}
 W4_BOX = 60.0
+#: ``max_pending`` that never binds (W1-floor's runs without back-pressure).
+UNBOUNDED = 1_000_000_000
 
 
 def _spec(workload: str, n: int, emulator: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -98,6 +100,21 @@ def experiments(scale: float = 1.0, reps: int | None = None) -> list[Experiment]
             _spec("burst", n(200_000), fast, page=100, gc_off=True),
             [Entrant("sdk", "sdk"), Entrant("handrolled", "handrolled")],
             r(3),
+        ),
+        Experiment(
+            "W1-floor",
+            "Burst as W1 against the contract floor (is the W1 target reachable at all?)",
+            _spec("burst", n(200_000), fast, page=100),
+            [
+                Entrant("sdk", "sdk"),
+                Entrant("handrolled", "handrolled"),
+                Entrant("floor", "floor"),
+                Entrant("floor-deferred", "floor-deferred"),
+                # Not the contract: what DESIGN's back-pressure default costs in W1.
+                Entrant("floor no back-pressure", "floor", {"max_pending": UNBOUNDED}),
+                Entrant("sdk no back-pressure", "sdk", {"sdk_options": {"max_pending": UNBOUNDED}}),
+            ],
+            r(5),
         ),
         Experiment(
             "W1-naive",
