@@ -153,6 +153,8 @@ class ContractFloor:
         while self._deferred and not self._intake_idle.is_set():
             await self._intake_idle.wait()
         verdict = JobVerdict.of(job, len(futures))
+        # JobVerdict.outcomes() inlined over the parallel lists: the floor has no
+        # entry objects for it to read, and building them would cost more.
         set_identifier, set_status, set_job_id, set_error, set_job, set_dedupe_key = (
             _OUTCOME_SETTERS
         )
