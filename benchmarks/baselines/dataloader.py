@@ -50,7 +50,8 @@ class DataLoaderIssuer:
                 max_batch_size=self._max_batch_size,
                 cache=False,
             )
-        return loader.load(identifier)
+        future: asyncio.Future[Result] = loader.load(identifier)
+        return future
 
     async def _batch(self, key: Key, identifiers: list[str]) -> list[Result]:
         self.batches += 1
