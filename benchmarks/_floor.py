@@ -46,15 +46,9 @@ from typing import Any
 import thanx_async as ta
 from thanx_async._identifiers import normalise
 from thanx_async._jobs import JobTracker
-from thanx_async._outcomes import JobVerdict
+from thanx_async._outcomes import _IDENTIFIER_SETTERS, _OUTCOME_SETTERS, JobVerdict
 
 _new = object.__new__
-_set_type = ta.Identifier.__dict__["type"].__set__
-_set_value = ta.Identifier.__dict__["value"].__set__
-_OUTCOME_SETTERS = tuple(
-    ta.IssuanceOutcome.__dict__[name].__set__
-    for name in ("identifier", "status", "job_id", "error", "job", "dedupe_key")
-)
 
 
 class ContractFloor:
@@ -155,6 +149,7 @@ class ContractFloor:
         verdict = JobVerdict.of(job, len(futures))
         # JobVerdict.outcomes() inlined over the parallel lists: the floor has no
         # entry objects for it to read, and building them would cost more.
+        set_type, set_value = _IDENTIFIER_SETTERS
         set_identifier, set_status, set_job_id, set_error, set_job, set_dedupe_key = (
             _OUTCOME_SETTERS
         )
@@ -163,8 +158,8 @@ class ContractFloor:
         index = self._index
         for position, (type_, value, future) in enumerate(zip(types, values, futures, strict=True)):
             identifier = _new(ta.Identifier)
-            _set_type(identifier, type_)
-            _set_value(identifier, value)
+            set_type(identifier, type_)
+            set_value(identifier, value)
             outcome = _new(ta.IssuanceOutcome)
             set_identifier(outcome, identifier)
             reason = listed.get(position) if listed else None
