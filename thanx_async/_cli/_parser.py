@@ -142,6 +142,12 @@ def _add_emulator(commands: argparse._SubParsersAction[_Parser]) -> None:
     add("--per-second", type=int, default=5, metavar="N", help="requests per second (0: off)")
     add("--per-window", type=int, default=2000, metavar="N", help="requests per window (0: off)")
     add("--window", type=float, default=900.0, metavar="S", help="the long window, in seconds")
+    add(
+        "--timespec",
+        choices=("seconds", "milliseconds", "microseconds"),
+        default="seconds",
+        help="precision of job timestamps (the API documents whole seconds)",
+    )
 
 
 def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:

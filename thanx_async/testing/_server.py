@@ -18,7 +18,7 @@ from thanx_async.testing._catalog import (
     DEFAULT_VARIANT_ID,
 )
 from thanx_async.testing._records import DEFAULT_ACCESS_TOKEN, DEFAULT_CLIENT_ID
-from thanx_async.testing._state import EmulatorState
+from thanx_async.testing._state import TIMESPECS, EmulatorState
 
 __all__ = ["ThanxEmulator", "main", "run_forever"]
 
@@ -133,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-second", type=int, default=5, help="requests per second (0: off)")
     parser.add_argument("--per-window", type=int, default=2000, help="requests per window (0: off)")
     parser.add_argument("--window", type=float, default=900.0, help="long window in seconds")
+    parser.add_argument(
+        "--timespec",
+        choices=TIMESPECS,
+        default="seconds",
+        help="precision of job timestamps (default: %(default)s, as the API documents)",
+    )
     return parser
 
 
@@ -145,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "rate_limit_per_second": args.per_second,
         "rate_limit_per_window": args.per_window,
         "rate_limit_window": args.window,
+        "timespec": args.timespec,
     }
     with contextlib.suppress(KeyboardInterrupt):
         try:
