@@ -21,6 +21,7 @@ import attrs
 import orjson
 import pytest
 
+from thanx_async._errors import NotFoundError
 from thanx_async._jobs import JobTracker
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._pace import JobView, Pace
@@ -215,7 +216,8 @@ def test_five_second_jobs_need_few_polls_and_end_on_time(
     """5 s jobs: <= 3 polls per job on average, each outcome within 1 s of the job's end."""
     followed = five_second_jobs(timespec, phase, overlap=overlap)
     assert followed.mean_polls <= 3.0, followed
-    assert max(followed.polls) <= 4, followed  # only jobs followed before any pace is known
+    assert max(followed.polls) <= 4, followed
+    assert sorted(followed.polls)[-2] <= 2, followed  # only the job that learns the pace polls more
     assert max(followed.lateness) <= 1.0, followed
     assert min(followed.lateness) >= 0.0
 
@@ -339,6 +341,40 @@ def test_a_server_that_slows_down_is_followed() -> None:
     followed = on_virtual_time(main)
     assert max(followed.lateness) <= 1.0, followed
     assert max(followed.polls[1:]) <= 3, followed
+
+
+def test_when_the_job_learning_the_pace_is_lost_another_takes_over() -> None:
+    """The job polled to learn the pace ends in a 404: the others are still followed on time."""
+
+    async def main() -> tuple[list[float], BaseException | None]:
+        state = emulator("seconds", 0.0, start_delay=0.5, speed=10_000 / 4.5)
+        jobs = EmulatorJobs(state)
+        tracker = JobTracker(jobs, job_timeout=None)
+        lost = ""
+
+        def lose(job: IssuanceJob) -> IssuanceJob:
+            if job.id == lost and jobs.polls[lost] >= 2:
+                raise NotFoundError(404, "NOT_FOUND", "issuance job not found")
+            return job
+
+        jobs.answer = lose
+        try:
+            issued = [await jobs.issue(10_000) for _ in range(4)]
+            lost = issued[0].id
+            futures = [tracker.track(job, merchant_id=DEFAULT_MERCHANT_ID) for job in issued]
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            late = [
+                asyncio.get_running_loop().time() - state.jobs[job.id].finished
+                for job in issued[1:]
+            ]
+        finally:
+            await tracker.aclose()
+        first = outcomes[0]
+        return late, first if isinstance(first, BaseException) else None
+
+    late, error = on_virtual_time(main)
+    assert isinstance(error, NotFoundError)
+    assert max(late) <= 1.0, late
 
 
 def test_predicted_end_is_the_jobs_end() -> None:

@@ -112,6 +112,8 @@ class JobTracker:
         self._poll_slots = asyncio.Semaphore(max_concurrent_polls)
         self._on_poll = on_poll
         self._pace = Pace()
+        #: While nothing is known of the pace, the one job polled to learn it.
+        self._scout: _Tracked | None = None
         self._jobs: dict[str, _Tracked] = {}
         self._heap: list[tuple[float, int, _Tracked]] = []
         self._seq = itertools.count()
@@ -181,6 +183,7 @@ class JobTracker:
         tracked = self._jobs.pop(job_id, None)
         if tracked is not None:
             tracked.future.cancel()
+            self._release(tracked)
 
     def _schedule(self, tracked: _Tracked, when: float) -> None:
         tracked.due = when
@@ -192,7 +195,12 @@ class JobTracker:
         view = tracked.view
         end = tracked.predicted_end = self._pace.predict_end(view)
         if end is None:
-            # Nothing learnt yet: look soon, then less and less often.
+            if tracked.polls and self._scout not in (None, tracked):
+                # Another job is being polled to learn the pace; what it learns re-plans this one.
+                return self._max_interval
+            if tracked.polls:
+                self._scout = tracked
+            # Nothing learnt yet: look soon (every job once), then less and less often.
             wait = self._first_poll * _BACKOFF**tracked.polls
         elif end > now:
             wait = end + self._pace.margin(view, end) - now
@@ -202,10 +210,21 @@ class JobTracker:
         return min(self._max_interval, max(self._min_interval, wait))
 
     def _replan_unknown(self, now: float) -> None:
-        """Plan again the polls that were placed while nothing was known of the pace."""
-        for tracked in self._jobs.values():
-            if tracked.predicted_end is None and tracked.due is not None:
+        """Plan again the polls that were placed while nothing was known of the pace.
+
+        A job's first poll is never put off, unless there is now a prediction for it.
+        """
+        for tracked in list(self._jobs.values()):
+            if tracked.predicted_end is not None or tracked.due is None:
+                continue
+            if tracked.polls or self._pace.predict_end(tracked.view) is not None:
                 self._schedule(tracked, now + self._next_wait(tracked, now))
+
+    def _release(self, tracked: _Tracked) -> None:
+        """A job stops being followed: if it was the scout, another takes over."""
+        if tracked is self._scout:
+            self._scout = None
+            self._replan_unknown(asyncio.get_running_loop().time())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -256,6 +275,19 @@ class JobTracker:
         """Learn from a poll's answer (None: it failed) and finish the job or plan the next poll."""
         # The server read the job at most one round trip before its answer arrived.
         now = asyncio.get_running_loop().time()
+        scouting = tracked is self._scout
+        if scouting:
+            self._scout = None  # taken up again below if the pace is still unknown
+        knew = self._pace.known
+        try:
+            self._learn_and_plan(tracked, job, due, now)
+        finally:
+            if scouting or (self._pace.known and not knew):
+                self._replan_unknown(now)
+
+    def _learn_and_plan(
+        self, tracked: _Tracked, job: IssuanceJob | None, due: float, now: float
+    ) -> None:
         if job is not None:
             logger.debug(
                 "job %s: %s %d%% (poll %d)",
@@ -263,17 +295,12 @@ class JobTracker:
             )  # fmt: skip
             if job.total_count > 0:
                 tracked.view.total = job.total_count
-            knew = self._pace.known
             if job.is_terminal:
                 on_time = now - due <= _ON_TIME
                 self._pace.ended(tracked.view, now, job, on_time=on_time)
                 self._finish(tracked, job)
-            else:
-                self._pace.observe(tracked.view, now, job)
-            if self._pace.known and not knew:
-                self._replan_unknown(now)
-            if job.is_terminal:
                 return
+            self._pace.observe(tracked.view, now, job)
         if tracked.deadline is not None and now >= tracked.deadline:
             self._fail(tracked, JobTimeoutError(tracked.job_id))
             return
@@ -288,11 +315,13 @@ class JobTracker:
         self._jobs.pop(tracked.job_id, None)
         if not tracked.future.done():
             tracked.future.set_result(job)
+        self._release(tracked)
 
     def _fail(self, tracked: _Tracked, exc: BaseException) -> None:
         self._jobs.pop(tracked.job_id, None)
         if not tracked.future.done():
             tracked.future.set_exception(exc)
+        self._release(tracked)
 
     async def aclose(self) -> None:
         """Stop polling; the futures of jobs still followed are cancelled.
@@ -305,6 +334,7 @@ class JobTracker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._scout = None
         for tracked in list(self._jobs.values()):
             self.untrack(tracked.job_id)
         self._heap.clear()
