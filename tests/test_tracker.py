@@ -503,11 +503,11 @@ def test_stamps_count_only_to_the_second() -> None:
     )
     # The model says 6 s; the stamps say 2-4 s: it moves to the middle of what both allow.
     pace, view = Pace(delay=1.0, per_item=0.005), JobView(accepted_at=0.0, total=1_000)
-    pace.ended(view, 6.3, job, on_time=True)
+    pace.ended(view, 6.3, job, predicted=6.0, on_time=True)
     assert pace.predict_end(JobView(accepted_at=0.0, total=1_000)) == pytest.approx(3.0)
     # The model says 3.6 s: within a second of the stamps, so only the usual nudge sooner.
     pace, view = Pace(delay=0.6, per_item=0.003), JobView(accepted_at=0.0, total=1_000)
-    pace.ended(view, 3.8, job, on_time=True)
+    pace.ended(view, 3.8, job, predicted=3.6, on_time=True)
     assert pace.predict_end(JobView(accepted_at=0.0, total=1_000)) == pytest.approx(3.6 * 0.98)
 
 
@@ -517,7 +517,7 @@ def test_stamps_that_contradict_the_clients_clock_are_ignored() -> None:
         "completed", 1_000, created_at="2025-06-15T10:30:00", completed_at="2025-06-15T10:30:09"
     )
     pace, view = Pace(delay=0.5, per_item=0.002), JobView(accepted_at=0.0, total=1_000)
-    pace.ended(view, 2.6, job, on_time=True)
+    pace.ended(view, 2.6, job, predicted=2.5, on_time=True)
     assert pace.predict_end(JobView(accepted_at=0.0, total=1_000)) == pytest.approx(2.5 * 0.98)
 
 
@@ -528,3 +528,22 @@ def test_a_job_over_at_its_first_poll_teaches_an_upper_bound() -> None:
     end = pace.predict_end(JobView(accepted_at=5.0, total=10_000))
     assert end is not None
     assert 5.0 < end <= 5.2
+
+
+def test_jobs_found_over_together_nudge_the_model_once() -> None:
+    """Ten jobs placed by one prediction and found over on time move it 2% sooner, not 10 x 2%."""
+    pace = Pace(delay=0.5, per_item=0.0045)
+    predicted = pace.predict_end(JobView(accepted_at=0.0, total=1_000))
+    assert predicted == pytest.approx(5.0)
+    for _ in range(10):
+        view = JobView(accepted_at=0.0, total=1_000)
+        pace.ended(view, 5.3, _job("completed", 1_000), predicted=predicted, on_time=True)
+    assert pace.predict_end(JobView(accepted_at=0.0, total=1_000)) == pytest.approx(5.0 * 0.98)
+
+
+def test_a_late_poll_does_not_nudge_the_model() -> None:
+    """A job found over by a poll that went out late says nothing about the prediction."""
+    pace = Pace(delay=0.5, per_item=0.0045)
+    view = JobView(accepted_at=0.0, total=1_000)
+    pace.ended(view, 8.0, _job("completed", 1_000), predicted=5.0, on_time=False)
+    assert pace == Pace(delay=0.5, per_item=0.0045)

@@ -195,12 +195,12 @@ class JobTracker:
         view = tracked.view
         end = tracked.predicted_end = self._pace.predict_end(view)
         if end is None:
-            if tracked.polls and self._scout not in (None, tracked):
+            if self._scout not in (None, tracked):
                 # Another job is being polled to learn the pace; what it learns re-plans this one.
                 return self._max_interval
             if tracked.polls:
-                self._scout = tracked
-            # Nothing learnt yet: look soon (every job once), then less and less often.
+                self._scout = tracked  # seen unfinished: it learns the pace for all
+            # Nothing learnt yet: look soon, then less and less often.
             wait = self._first_poll * _BACKOFF**tracked.polls
         elif end > now:
             wait = end + self._pace.margin(view, end) - now
@@ -212,12 +212,17 @@ class JobTracker:
     def _replan_unknown(self, now: float) -> None:
         """Plan again the polls that were placed while nothing was known of the pace.
 
-        A job's first poll is never put off, unless there is now a prediction for it.
+        A first poll placed before any job was seen unfinished stays where it is,
+        unless there is now a prediction for the job.
         """
         for tracked in list(self._jobs.values()):
             if tracked.predicted_end is not None or tracked.due is None:
                 continue
-            if tracked.polls or self._pace.predict_end(tracked.view) is not None:
+            if (
+                tracked.polls
+                or self._scout is not None
+                or self._pace.predict_end(tracked.view) is not None
+            ):
                 self._schedule(tracked, now + self._next_wait(tracked, now))
 
     def _release(self, tracked: _Tracked) -> None:
@@ -297,7 +302,9 @@ class JobTracker:
                 tracked.view.total = job.total_count
             if job.is_terminal:
                 on_time = now - due <= _ON_TIME
-                self._pace.ended(tracked.view, now, job, on_time=on_time)
+                self._pace.ended(
+                    tracked.view, now, job, predicted=tracked.predicted_end, on_time=on_time
+                )
                 self._finish(tracked, job)
                 return
             self._pace.observe(tracked.view, now, job)

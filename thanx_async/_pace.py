@@ -153,13 +153,22 @@ class Pace:
                 start = max(start, view.pending_at)
             self.delay = _blend(self.delay, max(0.0, start - view.accepted_at))
 
-    def ended(self, view: JobView, at: float, job: IssuanceJob, *, on_time: bool) -> None:
+    def ended(
+        self,
+        view: JobView,
+        at: float,
+        job: IssuanceJob,
+        *,
+        predicted: float | None = None,
+        on_time: bool = False,
+    ) -> None:
         """Learn from a terminal answer received at ``at``.
 
         Args:
             view: what was seen of the job before.
             at: when the answer arrived.
             job: the answer.
+            predicted: the end this poll was placed after (None: none was known).
             on_time: the poll went out when it was scheduled (not held up by
                 the rate budget or a retry), so its answer tests the prediction.
         """
@@ -177,8 +186,12 @@ class Pace:
         end = self.predict_end(view)
         if end is None or not low <= end <= high:
             self._fit(view, (low + high) / 2 - view.accepted_at)
-        elif on_time:
-            self._fit(view, (end - view.accepted_at) * (1 - SHRINK))
+        elif on_time and predicted is not None:
+            # Sooner than the prediction this poll tested, not than the model now: many
+            # jobs placed by one model and found over together must not shrink it many times.
+            sooner = (predicted - view.accepted_at) * (1 - SHRINK)
+            if end - view.accepted_at > sooner:
+                self._fit(view, sooner)
 
     def _fit(self, view: JobView, seconds: float) -> None:
         """Change the model so that a job like ``view`` takes ``seconds`` from acceptance.
