@@ -21,7 +21,7 @@ import attrs
 import orjson
 import pytest
 
-from thanx_async._errors import NotFoundError
+from thanx_async._errors import JobTimeoutError, NotFoundError
 from thanx_async._jobs import JobTracker
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._pace import JobView, Pace
@@ -375,6 +375,39 @@ def test_when_the_job_learning_the_pace_is_lost_another_takes_over() -> None:
     late, error = on_virtual_time(main)
     assert isinstance(error, NotFoundError)
     assert max(late) <= 1.0, late
+
+
+def test_job_timeout_holds_for_jobs_waiting_on_another() -> None:
+    """job_timeout fails every job on time, those waiting for the pace to be learnt included."""
+
+    async def main() -> list[tuple[BaseException | IssuanceJob, float]]:
+        loop = asyncio.get_running_loop()
+        state = emulator("seconds", 0.0, start_delay=60.0, speed=1_000)
+        jobs = EmulatorJobs(state)
+        tracker = JobTracker(jobs, job_timeout=1.5)
+        results: list[tuple[BaseException | IssuanceJob, float]] = []
+
+        async def one() -> None:
+            job = await jobs.issue(1_000)
+            started = loop.time()
+            try:
+                results.append((await tracker.track(job, merchant_id=DEFAULT_MERCHANT_ID), 0.0))
+            except JobTimeoutError as exc:
+                results.append((exc, loop.time() - started))
+
+        try:
+            first = loop.create_task(one())
+            await asyncio.sleep(0.5)  # the first job has been seen pending by now
+            await asyncio.gather(first, one(), one())
+        finally:
+            await tracker.aclose()
+        return results
+
+    results = on_virtual_time(main)
+    assert len(results) == 3
+    for outcome, after in results:
+        assert isinstance(outcome, JobTimeoutError)
+        assert 1.5 <= after <= 1.51
 
 
 def test_predicted_end_is_the_jobs_end() -> None:

@@ -194,10 +194,10 @@ class JobTracker:
         """Seconds from now until the next poll of a job that is not over yet."""
         view = tracked.view
         end = tracked.predicted_end = self._pace.predict_end(view)
-        if end is None:
-            if self._scout not in (None, tracked):
-                # Another job is being polled to learn the pace; what it learns re-plans this one.
-                return self._max_interval
+        if end is None and self._scout not in (None, tracked):
+            # Another job is being polled to learn the pace; what it learns re-plans this one.
+            wait = self._max_interval
+        elif end is None:
             if tracked.polls:
                 self._scout = tracked  # seen unfinished: it learns the pace for all
             # Nothing learnt yet: look soon, then less and less often.
@@ -207,13 +207,20 @@ class JobTracker:
         else:
             # Overdue by the prediction: the pace changed; look again, backing off.
             wait = _OVERDUE_SHARE * (now - view.accepted_at)
-        return min(self._max_interval, max(self._min_interval, wait))
+        return self._bounded(tracked, wait, now)
+
+    def _bounded(self, tracked: _Tracked, wait: float, now: float) -> float:
+        """``wait`` within the poll interval limits, and no later than the job's deadline."""
+        wait = min(self._max_interval, max(self._min_interval, wait))
+        if tracked.deadline is not None:
+            wait = min(wait, max(0.0, tracked.deadline - now))
+        return wait
 
     def _replan_unknown(self, now: float) -> None:
         """Plan again the polls that were placed while nothing was known of the pace.
 
-        A first poll placed before any job was seen unfinished stays where it is,
-        unless there is now a prediction for the job.
+        While no job has been seen unfinished (no scout), a job's first look stays
+        where it is, unless there is now a prediction for it.
         """
         for tracked in list(self._jobs.values()):
             if tracked.predicted_end is not None or tracked.due is None:
@@ -313,9 +320,10 @@ class JobTracker:
             return
         if tracked.due is not None:
             return  # a hint rescheduled it while this poll was out
-        wait = self._max_interval if job is None else self._next_wait(tracked, now)
-        if tracked.deadline is not None:
-            wait = min(wait, max(0.0, tracked.deadline - now))
+        if job is None:
+            wait = self._bounded(tracked, self._max_interval, now)
+        else:
+            wait = self._next_wait(tracked, now)
         self._schedule(tracked, now + wait)
 
     def _finish(self, tracked: _Tracked, job: IssuanceJob) -> None:
