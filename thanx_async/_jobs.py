@@ -11,10 +11,11 @@ intervals, and polls just after that. The prediction comes from
 processing speed from what the client sees on its own clock: when it saw a
 job accepted, when each poll's answer arrived and what it said (state and
 progress). Server timestamps are only coarse bounds (+/-1 s): the API stamps
-whole seconds, on a clock that is not ours. Until something is learnt, a job
-is looked at soon and then at growing intervals; a poll that finds it still
-running re-predicts from its progress. With a steady server most jobs need
-one poll, and one in a few needs a second.
+whole seconds, on a clock that is not ours. Until something is learnt, one
+job (the scout) is looked at soon and then at growing intervals, and the
+others wait for what it learns; a poll that finds a job still running
+re-predicts from its progress. With a steady server most jobs need one poll,
+and one in a few needs a second.
 """
 
 from __future__ import annotations
@@ -198,9 +199,9 @@ class JobTracker:
             # Another job is being polled to learn the pace; what it learns re-plans this one.
             wait = self._max_interval
         elif end is None:
-            if tracked.polls:
-                self._scout = tracked  # seen unfinished: it learns the pace for all
-            # Nothing learnt yet: look soon, then less and less often.
+            # Nothing learnt yet: this job learns the pace for all. Look soon, then less
+            # and less often.
+            self._scout = tracked
             wait = self._first_poll * _BACKOFF**tracked.polls
         elif end > now:
             wait = end + self._pace.margin(view, end) - now
@@ -211,25 +212,16 @@ class JobTracker:
 
     def _bounded(self, tracked: _Tracked, wait: float, now: float) -> float:
         """``wait`` within the poll interval limits, and no later than the job's deadline."""
-        wait = min(self._max_interval, max(self._min_interval, wait))
+        # The shortest gap is between two polls of a job: its first poll may come at once.
+        wait = min(self._max_interval, max(self._min_interval if tracked.polls else 0.0, wait))
         if tracked.deadline is not None:
             wait = min(wait, max(0.0, tracked.deadline - now))
         return wait
 
     def _replan_unknown(self, now: float) -> None:
-        """Plan again the polls that were placed while nothing was known of the pace.
-
-        While no job has been seen unfinished (no scout), a job's first look stays
-        where it is, unless there is now a prediction for it.
-        """
+        """Plan again the polls that were placed while nothing was known of the pace."""
         for tracked in list(self._jobs.values()):
-            if tracked.predicted_end is not None or tracked.due is None:
-                continue
-            if (
-                tracked.polls
-                or self._scout is not None
-                or self._pace.predict_end(tracked.view) is not None
-            ):
+            if tracked.predicted_end is None and tracked.due is not None:
                 self._schedule(tracked, now + self._next_wait(tracked, now))
 
     def _release(self, tracked: _Tracked) -> None:
