@@ -165,11 +165,11 @@ class Durable:
     def _answer_from_record(self, entry: Entry, record: Recorded) -> None:
         job = self._recorded_jobs.get(record.batch_id)
         if job is None:
-            job = job_from_dict(orjson.loads(record.job_json))
+            job = job_from_dict(orjson.loads(record.job_json), trusted=True)
             if len(self._recorded_jobs) >= _RECORDED_JOBS:
                 self._recorded_jobs.pop(next(iter(self._recorded_jobs)))
             self._recorded_jobs[record.batch_id] = job
-        if job.state is JobState.FAILED:
+        if job.state is JobState.FAILED and job.unreadable is None:
             self._resolver.fail(entry, JobFailedError(job))
         else:
             (outcome,) = JobVerdict.of(job, record.size).outcomes(record.position, [entry])

@@ -101,9 +101,16 @@ class BatchRunner:
             final = await self._follow(sealed, job)
             if final is None:
                 return
+            if final.id != job.id:
+                # Another job's answer is no evidence about ours (nor are its failures).
+                final = IssuanceJob(
+                    id=job.id,
+                    state=final.state,
+                    unreadable=f"asked about job {job.id}, the server answered about {final.id}",
+                )
             if self._journal is not None and sealed.batch_id is not None:
                 await self._journal.finished(sealed.batch_id, job_to_json(final))
-            if final.state is JobState.FAILED:
+            if final.state is JobState.FAILED and final.unreadable is None:
                 logger.info("job %s (batch %s) failed", final.id, sealed.key)
                 self._fail_all(sealed.entries, JobFailedError(final))
             else:
