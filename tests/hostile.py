@@ -65,7 +65,7 @@ class ScriptedTransport:
             return Response(202, {}, orjson.dumps({"issuance_job": job}))
         if method == "GET" and "/partner/issuance_jobs/" in url:
             self.polls += 1
-            job_id = url.split("/partner/issuance_jobs/")[1].split("?")[0]
+            job_id = url.split("/partner/issuance_jobs/")[1].split("?", maxsplit=1)[0]
             answer = self.job_answer(job_id, self.batches[job_id])
             data = answer if isinstance(answer, bytes) else orjson.dumps({"issuance_job": answer})
             return Response(200, {}, data)

@@ -445,3 +445,21 @@ async def test_a_failed_admission_write_is_raised_by_submit_and_strands_nothing(
         assert all(isinstance(r, ta.JournalError) for r in results)
         assert batcher.stats().pending == 0
         assert (await batcher.issue(email(0))).issued  # the journal works again
+
+
+@pytest.mark.parametrize("status", [403, 404])
+async def test_a_job_that_cannot_be_followed_is_recorded_unknown(
+    thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator, journal_path: Path, status: int
+) -> None:
+    """A poll's final error ends the batch UNKNOWN and recorded: no stuck row, ever."""
+    thanx_emulator.state.faults.add("get_job", status=status, times=None)
+    async with batcher_for(thanx_client, journal_path) as b:
+        first = await b.issue(email(1))
+        again = await b.issue(email(1))
+    async with batcher_for(thanx_client, journal_path) as b:
+        after_restart = await b.issue(email(1))
+    for outcome in (first, again, after_restart):
+        assert outcome.status is ta.OutcomeStatus.UNKNOWN
+        assert outcome.error is not None
+        assert str(status) in outcome.error
+    assert issue_posts(thanx_emulator) == 1

@@ -150,9 +150,14 @@ class Durable:
         if isinstance(result, Recorded):
             self._answer_from_record(entry, result)
         elif isinstance(result, Existing):
-            # Memory holds every unfinished journaled item; disagreeing is a bug.
+            # Only after an unexpected failure of its batch (its rows stay for the
+            # next start, which resumes them): joining it here is impossible.
             self._resolver.fail(
-                entry, JournalError(f"journal row {result.row_id} is unfinished but not in memory")
+                entry,
+                JournalError(
+                    f"{entry.value} is journaled as in progress, in a batch this process"
+                    " stopped following after an error (logged); it resumes on the next start"
+                ),
             )
         else:
             entry.row_id = result

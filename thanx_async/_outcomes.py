@@ -117,7 +117,7 @@ class JobVerdict:
         job, or one whose end was never read, makes everyone ``UNKNOWN``.
         """
         if job.unreadable is not None:
-            reason = f"the server's answer about job {job.id} could not be read ({job.unreadable})"
+            reason = f"job {job.id}'s outcome could not be read: {job.unreadable}"
             return cls(job, {}, OutcomeStatus.UNKNOWN, reason)
         if job.state is JobState.REVOKED:
             return cls(job, {}, OutcomeStatus.UNKNOWN, _REVOKED)

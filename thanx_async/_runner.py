@@ -99,22 +99,8 @@ class BatchRunner:
                 job = IssuanceJob(id=sealed.job_id, state=JobState.PENDING)
                 self._posted(sealed)
             final = await self._follow(sealed, job)
-            if final is None:
-                return
-            if final.id != job.id:
-                # Another job's answer is no evidence about ours (nor are its failures).
-                final = IssuanceJob(
-                    id=job.id,
-                    state=final.state,
-                    unreadable=f"asked about job {job.id}, the server answered about {final.id}",
-                )
-            if self._journal is not None and sealed.batch_id is not None:
-                await self._journal.finished(sealed.batch_id, job_to_json(final))
-            if final.state is JobState.FAILED and final.unreadable is None:
-                logger.info("job %s (batch %s) failed", final.id, sealed.key)
-                self._fail_all(sealed.entries, JobFailedError(final))
-            else:
-                await self._resolve(sealed, final)
+            if final is not None:
+                await self._conclude(sealed, job.id, final)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or a journal failure must not strand futures
@@ -122,6 +108,23 @@ class BatchRunner:
             self._fail_all(sealed.entries, exc)
         finally:
             self._posted(sealed)
+
+    async def _conclude(self, sealed: SealedBatch, job_id: str, final: IssuanceJob) -> None:
+        """Record the job's end (with a journal) and resolve the batch's entries from it."""
+        if final.id != job_id:
+            # Another job's answer is no evidence about ours (nor are its failures).
+            final = IssuanceJob(
+                id=job_id,
+                state=final.state,
+                unreadable=f"asked about job {job_id}, the server answered about {final.id}",
+            )
+        if self._journal is not None and sealed.batch_id is not None:
+            await self._journal.finished(sealed.batch_id, job_to_json(final))
+        if final.state is JobState.FAILED and final.unreadable is None:
+            logger.info("job %s (batch %s) failed", final.id, sealed.key)
+            self._fail_all(sealed.entries, JobFailedError(final))
+        else:
+            await self._resolve(sealed, final)
 
     async def _post(self, sealed: SealedBatch, body: bytes, key: str) -> IssuanceJob | None:
         """POST until accepted; None when the batch ended otherwise."""
@@ -159,27 +162,35 @@ class BatchRunner:
             return job
 
     async def _follow(self, sealed: SealedBatch, job: IssuanceJob) -> IssuanceJob | None:
-        """Wait for the job's end; None when the batch ended otherwise."""
+        """Wait for the job's end; None when the batch ended otherwise.
+
+        When the job cannot be followed to its end (its poll got a final error
+        such as 404 or 403), the batch was still accepted and may well have
+        been issued: the job comes back with ``unreadable`` saying why, so its
+        identifiers resolve UNKNOWN (and, with a journal, are recorded so).
+        """
         tracked = self._tracker.track(job, merchant_id=sealed.partition.merchant_id)
         try:
-            if self._job_timeout is None:
+            try:
+                if self._job_timeout is None:
+                    return await tracked
+                return await asyncio.wait_for(asyncio.shield(tracked), self._job_timeout)
+            except TimeoutError:
+                error = JobTimeoutError(job.id)
+                if self._journal is None:
+                    self._tracker.untrack(job.id)
+                    self._fail_all(sealed.entries, error)
+                    return None
+                # The work goes on: current callers stop waiting, resubmissions join it.
+                self._detach_all(sealed.entries, error)
                 return await tracked
-            return await asyncio.wait_for(asyncio.shield(tracked), self._job_timeout)
-        except TimeoutError:
-            error = JobTimeoutError(job.id)
-            if self._journal is None:
-                self._tracker.untrack(job.id)
-                self._fail_all(sealed.entries, error)
-                return None
-            # The work goes on: current callers stop waiting, resubmissions join it.
-            self._detach_all(sealed.entries, error)
-            return await tracked
         except ThanxError as exc:
             logger.error(  # noqa: TRY400 - the error is expected and fully described here
                 "job %s of batch %s cannot be followed: %s", job.id, sealed.key, exc
             )
-            self._fail_all(sealed.entries, exc)
-            return None
+            return IssuanceJob(
+                id=job.id, state=job.state, unreadable=f"following it failed for good: {exc}"
+            )
 
     async def _bisect(self, sealed: SealedBatch, exc: APIError) -> None:
         """Resend halves of a batch the server refused over one identifier, until it is isolated."""
