@@ -31,7 +31,7 @@ from thanx_async._accumulator import (
 from thanx_async._client import MAX_IDENTIFIERS, ThanxClient
 from thanx_async._durable import Durable
 from thanx_async._errors import BatcherClosedError
-from thanx_async._identifiers import Identifier, normalise
+from thanx_async._identifiers import Identifier, check_raw, check_text_argument, normalise
 from thanx_async._jobs import JobTracker
 from thanx_async._journal import Journal
 from thanx_async._outcomes import IssuanceOutcome
@@ -197,7 +197,10 @@ class RewardBatcher:
 
         Raises:
             InvalidIdentifierError: the identifier is not a valid email or E.164 phone.
-            ValueError: no merchant, campaign or variant for this submission.
+            ValueError: no merchant, campaign or variant for this submission, or a
+                ``dedupe_key`` longer than 1,000 characters or not encodable text.
+            TypeError: a ``dedupe_key`` (or merchant, campaign, variant id) that is
+                not a ``str``.
             BatcherClosedError: the batcher is closing or closed.
             JournalError: the journal could not record the identifier.
         """
@@ -206,9 +209,12 @@ class RewardBatcher:
         escape = False
         if isinstance(identifier, Identifier):  # validated when built (unless built by hand)
             type_, value = identifier.type, identifier.value
+            check_raw(type_, value)
             escape = needs_escaping(value)
         else:
             type_, value = normalise(identifier)
+        if dedupe_key is not None:
+            check_text_argument("dedupe_key", dedupe_key)
         if merchant_id is None and campaign_id is None and variant_id is None:
             partition = self._default_partition
             if partition is None:  # raises if a default is missing
@@ -427,6 +433,8 @@ class RewardBatcher:
             raise ValueError(
                 f"no {', '.join(missing)}: pass it to submit() or set a default on RewardBatcher()"
             )
+        for name, value in zip(names, parts, strict=True):
+            check_text_argument(name, value)
         merchant, campaign, variant = cast("tuple[str, str, str]", parts)
         partition = self._partitions[(merchant, campaign, variant)] = Partition(
             merchant, campaign, variant

@@ -10,7 +10,7 @@ the request context.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import cattrs
 import orjson
@@ -86,7 +86,7 @@ def _structure(data: dict[str, Any], cls: type[T]) -> T:
         raise DecodeError(f"cannot read {cls.__name__}: {exc!r}") from None
 
 
-def _strict_int(value: Any) -> bool:
+def _strict_int(value: Any) -> TypeGuard[int]:
     # JSON integers only: a bool, a float (1.9 or 2.0) or a numeric string is not a count.
     return type(value) is int
 
