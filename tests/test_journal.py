@@ -71,6 +71,7 @@ async def crash(batcher: ta.RewardBatcher) -> None:
     for batch in batcher._open.values():
         if batch.timer is not None:
             batch.timer.cancel()
+    batcher._closed = True  # a dead process warns nobody
     conn, journal._conn = journal._conn, None
     assert conn is not None
     assert journal._executor is not None

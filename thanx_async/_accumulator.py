@@ -211,7 +211,8 @@ class Admission:
 
     def finish(self, error: BaseException | None) -> None:
         """The write is answered: resume every submitter (with the error, if it failed)."""
-        self.done.set_result(None)
+        if not self.done.done():
+            self.done.set_result(None)
         for waiter in self.waiters:
             if not waiter.done():
                 if error is None:

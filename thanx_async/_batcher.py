@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import warnings
 from types import TracebackType
 from typing import Self, cast
 
@@ -154,8 +155,10 @@ class RewardBatcher:
         self._unposted: dict[SealedBatch, asyncio.Event] = {}
         self._started: asyncio.Future[None] | None = None
         self._ready = False  # started without error: submit skips the start check
-        self._closing = False
-        self._closed = asyncio.Event()
+        self._closing = False  # aclose() was called: no more admissions
+        self._final = False  # the last seal is done: a late admission stays journaled
+        self._closed = False  # every task stopped, the journal released
+        self._closer: asyncio.Task[None] | None = None
         self._durable = (
             None
             if journal is None
@@ -167,7 +170,7 @@ class RewardBatcher:
                 partition=self._partition,
                 enqueue=self._enqueue,
                 spawn=self._spawn,
-                closing=lambda: self._closing,
+                closed=lambda: self._final,
             )
         )
 
@@ -331,6 +334,7 @@ class RewardBatcher:
         )
 
     async def __aenter__(self) -> Self:
+        self._check_open()
         await self._start()
         return self
 
@@ -349,12 +353,43 @@ class RewardBatcher:
         waiting then get :class:`BatcherClosedError`; without a journal their
         job may still complete on the server, with one it stays journaled and
         resumes on the next start. No task of the batcher survives.
+
+        Safe to call more than once and from several tasks: every call returns
+        once the batcher is closed. Cancelling a call (``asyncio.wait_for``,
+        a timeout around it) skips the waiting, not the cleanup: what is left
+        ends as it would after ``close_timeout``, the tasks stop and the
+        journal is released before the cancellation propagates.
         """
-        if self._closing:
-            await self._closed.wait()
-            return
-        self._closing = True
-        self._resolver.close()
+        closer = self._closer
+        if closer is None:
+            self._closing = True  # at once: no submit() is admitted from now on
+            self._resolver.close()
+            closer = self._closer = asyncio.get_running_loop().create_task(
+                self._close(), name="thanx_async batcher close"
+            )
+        try:
+            await asyncio.shield(closer)
+        except asyncio.CancelledError:
+            if not closer.done():
+                closer.cancel()  # hurry: from waiting straight to cleanup
+                await asyncio.wait([closer])
+            raise
+
+    async def _close(self) -> None:
+        """The close itself, in a task of its own so a cancelled caller cannot cut it short."""
+        try:
+            await self._drain()
+        except asyncio.CancelledError:
+            # Hurried by a cancelled aclose(), or by the loop shutting down:
+            # the cleanup below still runs to the end.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            await self._finish_close()
+
+    async def _drain(self) -> None:
+        """The graceful part of closing: send everything, wait up to ``close_timeout``."""
         if self._started is not None and not self._started.done():
             await asyncio.wait([self._started])
         if self._durable is not None:
@@ -362,6 +397,16 @@ class RewardBatcher:
         self._seal_all()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
+
+    async def _finish_close(self) -> None:
+        """End what is left, stop every task, release the journal; always runs to the end."""
+        self._final = True
+        for batch in self._open.values():  # never sealed (a hurried close): no timer may fire
+            if batch.timer is not None:
+                batch.timer.cancel()
+        self._open.clear()
+        if self._started is not None and not self._started.done():
+            await asyncio.wait([self._started])  # a journal being opened must be closed too
         left = self._resolver.entries()
         where = " (kept in the journal; resumed on the next start)" if self._durable else ""
         error = BatcherClosedError(f"the batcher closed before this outcome was known{where}")
@@ -376,17 +421,28 @@ class RewardBatcher:
         await self._tracker.aclose()
         if self._durable is not None:
             await self._durable.close()
-        self._closed.set()
+        self._closed = True
         c = self._counters
         (logger.warning if left else logger.info)(
             "batcher closed: %d submitted, %d issued, %d failed, %d unknown, %d unresolved%s",
             c.submitted, c.issued, c.failed, c.unknown, len(left), where if left else "",
         )  # fmt: skip
 
+    def __del__(self) -> None:
+        # Only a batcher that started (a failed start holds nothing) and was not closed.
+        if getattr(self, "_ready", False) and not getattr(self, "_closed", True):
+            warnings.warn(
+                f"{self!r} was started and never closed; use 'async with' or"
+                " 'await batcher.aclose()' (unsent identifiers are lost without a journal)",
+                ResourceWarning,
+                stacklevel=2,
+            )
+
     # -- start and recovery ----------------------------------------------------
 
     async def _start(self) -> None:
         if self._started is None:
+            self._check_open()  # a closed batcher is not started (again)
             self._started = asyncio.get_running_loop().create_future()
             try:
                 if self._durable is not None:

@@ -18,7 +18,7 @@ import orjson
 
 from thanx_async._accumulator import Admission, Entry, Partition, SealedBatch, needs_escaping
 from thanx_async._client import ThanxClient
-from thanx_async._errors import JobFailedError, JournalError
+from thanx_async._errors import BatcherClosedError, JobFailedError, JournalError
 from thanx_async._identifiers import IdentifierType
 from thanx_async._journal import (
     Existing,
@@ -57,7 +57,7 @@ class Durable:
         partition: Callable[[str, str, str], Partition],
         enqueue: Callable[[Entry], None],
         spawn: Callable[[SealedBatch], None],
-        closing: Callable[[], bool],
+        closed: Callable[[], bool],
     ) -> None:
         self.journal = journal
         self._client = client
@@ -66,7 +66,7 @@ class Durable:
         self._partition = partition
         self._enqueue = enqueue
         self._spawn = spawn
-        self._closing = closing
+        self._closed = closed
         self._admitting: set[asyncio.Future[None]] = set()
         self._group: list[Entry] = []
         self._admission: Admission | None = None
@@ -120,7 +120,8 @@ class Durable:
     async def settled(self) -> None:
         """Wait until every admission asked for so far has been answered."""
         if self._admitting:
-            await asyncio.gather(*self._admitting, return_exceptions=True)
+            # wait(), not gather(): a cancelled waiter must not cancel the admissions.
+            await asyncio.wait(set(self._admitting))
 
     def forget(self, entries: Iterable[Entry]) -> None:
         """Drop journaled entries that issued nothing (cancelled before their seal)."""
@@ -161,11 +162,21 @@ class Durable:
             )
         else:
             entry.row_id = result
-            if entry.wanted() and not self._closing():
-                self._enqueue(entry)
-            else:  # every caller cancelled while it was being written
+            if not entry.wanted():  # every caller cancelled while it was being written
                 self.forget([entry])
                 self._resolver.forget(entry)
+            elif self._closed():
+                # Committed after the batcher's last seal (a hurried close): it is
+                # kept for the next start, and its callers are told so.
+                self._resolver.detach(
+                    entry,
+                    BatcherClosedError(
+                        "the batcher closed before this identifier was sent"
+                        " (kept in the journal; resumed on the next start)"
+                    ),
+                )
+            else:  # closing or not, an acknowledged identifier is sent
+                self._enqueue(entry)
 
     def _answer_from_record(self, entry: Entry, record: Recorded) -> None:
         job = self._recorded_jobs.get(record.batch_id)
