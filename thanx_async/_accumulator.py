@@ -250,6 +250,8 @@ class SealedBatch:
     key: str | None = None
     batch_id: int | None = None
     job_id: str | None = None
+    #: Each entry's position in the batch it was first sealed into (after a split).
+    origin: list[int] | None = None
 
 
 def seal(partition: Partition, entries: Sequence[Entry]) -> tuple[SealedBatch | None, list[Entry]]:

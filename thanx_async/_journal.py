@@ -426,13 +426,24 @@ class Journal:
         return self._submit(lambda conn: self._insert_batch(conn, partition, record))
 
     def split(
-        self, batch_id: int, partition: tuple[str, str, str], halves: Sequence[SealRecord]
+        self,
+        batch_id: int,
+        partition: tuple[str, str, str],
+        parts: Sequence[SealRecord],
+        *,
+        dropped: Sequence[int] = (),
     ) -> asyncio.Future[list[int]]:
-        """Replace a batch by its halves in one transaction, so no item is ever in limbo."""
+        """Replace a refused batch by new batches of its items, dropping ``dropped`` items.
+
+        One transaction, so no item is ever in limbo (in no batch, or in a batch
+        that no longer exists).
+        """
+        gone = [(i,) for i in dropped]
 
         def op(conn: sqlite3.Connection) -> list[int]:
             conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
-            return [self._insert_batch(conn, partition, half) for half in halves]
+            conn.executemany("DELETE FROM items WHERE id = ?", gone)
+            return [self._insert_batch(conn, partition, part) for part in parts]
 
         return self._submit(op)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 
 from thanx_async._accumulator import Entry, SealedBatch, freeze
@@ -193,34 +194,77 @@ class BatchRunner:
             )
 
     async def _bisect(self, sealed: SealedBatch, exc: APIError) -> None:
-        """Resend halves of a batch the server refused over one identifier, until it is isolated."""
-        if len(sealed.entries) == 1:
-            (entry,) = sealed.entries
-            await self._forget(sealed.entries, sealed.batch_id)
-            self._resolver.settle(
-                entry,
-                IssuanceOutcome(
-                    identifier=entry.identifier, status=OutcomeStatus.FAILED,
-                    error=exc.message, dedupe_key=entry.dedupe_key,
-                ),
-            )  # fmt: skip
+        """Isolate the identifier the server refused; everyone else is sent again.
+
+        When the server names the offender (``identifiers[123]`` in its
+        message, of the type its code names), that identifier fails with the
+        server's message and the rest is resent as one batch: about one POST
+        per refused identifier. Otherwise the batch is resent in halves until
+        the offender is alone. Either way the new batches have new content,
+        hence new keys, and an error names the position in the batch the
+        caller's identifier was first sealed into, not in a sub-batch.
+        """
+        entries = sealed.entries
+        origin = sealed.origin or list(range(len(entries)))
+        named = named_offender(exc, entries)
+        if len(entries) == 1 or named is not None:
+            index = 0 if named is None else named
+            await self._refused(sealed, index, origin, exc)
             return
-        middle = len(sealed.entries) // 2
-        halves = [
-            SealedBatch(sealed.partition, part)
-            for part in (sealed.entries[:middle], sealed.entries[middle:])
-        ]
-        for half in halves:
-            await freeze(half, self._namespace)
+        middle = len(entries) // 2
+        parts = [(entries[:middle], origin[:middle]), (entries[middle:], origin[middle:])]
         logger.info("batch %s refused (%s); resending in halves", sealed.key, exc.code)
+        await self._resend(sealed, parts, dropped=[])
+
+    async def _refused(
+        self, sealed: SealedBatch, index: int, origin: list[int], exc: APIError
+    ) -> None:
+        """Fail the identifier at ``index`` with the server's reason; resend the others."""
+        entries = sealed.entries
+        entry = entries[index]
+        rest = ([*entries[:index], *entries[index + 1 :]], [*origin[:index], *origin[index + 1 :]])
+        if rest[0]:
+            logger.info(
+                "batch %s refused identifier %d (%s); resending the other %d",
+                sealed.key, origin[index], exc.code, len(rest[0]),
+            )  # fmt: skip
+            await self._resend(sealed, [rest], dropped=[entry])
+        else:
+            await self._forget(entries, sealed.batch_id)
+        message = _OFFENDER.sub(
+            lambda m: f"identifiers[{origin[index]}]" if int(m.group(1)) == index else m.group(0),
+            exc.message,
+        )
+        self._resolver.settle(
+            entry,
+            IssuanceOutcome(
+                identifier=entry.identifier, status=OutcomeStatus.FAILED,
+                error=message, dedupe_key=entry.dedupe_key,
+            ),
+        )  # fmt: skip
+
+    async def _resend(
+        self,
+        sealed: SealedBatch,
+        parts: list[tuple[list[Entry], list[int]]],
+        dropped: list[Entry],
+    ) -> None:
+        """Replace a refused batch by new batches of ``parts`` (journaled in one step)."""
+        batches = [
+            SealedBatch(sealed.partition, part, origin=positions) for part, positions in parts
+        ]
+        for batch in batches:
+            await freeze(batch, self._namespace)
         if self._journal is not None and sealed.batch_id is not None:
-            records = [(h.key or "", h.body or b"", _row_ids(h.entries)) for h in halves]
-            ids = await self._journal.split(sealed.batch_id, sealed.partition.ids, records)
-            for half, batch_id in zip(halves, ids, strict=True):
-                half.batch_id = batch_id
-        for half in halves:
+            records = [(b.key or "", b.body or b"", _row_ids(b.entries)) for b in batches]
+            ids = await self._journal.split(
+                sealed.batch_id, sealed.partition.ids, records, dropped=_row_ids(dropped)
+            )
+            for batch, batch_id in zip(batches, ids, strict=True):
+                batch.batch_id = batch_id
+        for batch in batches:
             self._counters.sealed_batches += 1
-            self._spawn(half)
+            self._spawn(batch)
 
     async def _resolve(self, sealed: SealedBatch, job: IssuanceJob) -> None:
         verdict = JobVerdict.of(job, len(sealed.entries))
@@ -253,6 +297,22 @@ class BatchRunner:
     def _detach_all(self, entries: Sequence[Entry], exc: BaseException) -> None:
         for entry in entries:
             self._resolver.detach(entry, exc)
+
+
+#: How the API names an identifier in an error message: ``identifiers[123]``.
+_OFFENDER = re.compile(r"identifiers\[(\d+)\]")
+_CODE_TYPES = {"USER_EMAIL_INVALID": "email", "USER_PHONE_INVALID": "phone"}
+
+
+def named_offender(exc: APIError, entries: Sequence[Entry]) -> int | None:
+    """The position the server's message blames, if it names one of the right type."""
+    match = _OFFENDER.search(exc.message)
+    if match is None:
+        return None
+    index = int(match.group(1))
+    if index >= len(entries) or entries[index].type != _CODE_TYPES.get(exc.code or ""):
+        return None  # not a position of this batch, or not what the code says: halve instead
+    return index
 
 
 def _row_ids(entries: Sequence[Entry]) -> list[int]:
