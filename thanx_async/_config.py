@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import attrs
 
 __all__ = ["PRODUCTION_URL", "SANDBOX_URL", "RateLimit", "RetryPolicy"]
@@ -11,6 +14,22 @@ PRODUCTION_URL = "https://api.thanx.com"
 
 #: Statuses that mean "try again later"; everything else is final.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _positive_rate(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attribute.name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _positive_count(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{attribute.name} must be a whole number of requests (an int), got {value!r}"
+        )
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -23,22 +42,53 @@ class RateLimit:
     full window after its response arrived, because the server stamps it on
     arrival, somewhere in between.
 
+    ``per_second`` may be fractional, for a process that owns a share of the
+    credential's budget (e.g. ``per_second=0.5`` for one of ten workers). The
+    rule, shared by every limiter of this package (see :attr:`short_window`):
+
+    - an integral ``per_second`` n (``5`` or ``5.0``) admits n requests in any
+      window of ``second`` seconds;
+    - a non-integral ``per_second`` r admits one request in any window of
+      ``second / r`` seconds, so any ``second``-long window holds at most
+      ``ceil(r)`` requests (``0.5``: one request every 2 seconds; ``2.5``: one
+      every 0.4 seconds).
+
+    ``per_window`` is a whole number of requests.
+
     Attributes:
-        per_second: requests allowed in any short window.
-        per_window: requests allowed in any long window.
-        window: length of the long window in seconds (900 = 15 minutes).
+        per_second: requests allowed in any short window (see above for fractions).
+        per_window: requests allowed in any long window (an int).
+        window: length of the long window in seconds (900 = 15 minutes). It also
+            caps any ``Retry-After`` the server sends.
         second: length of the short window in seconds. Only tests and
             emulators with scaled-down limits change it.
+
+    Raises:
+        TypeError: ``per_window`` is not an int, or a value is not a number.
+        ValueError: a value is not finite and > 0.
 
     Example:
         >>> RateLimit(per_second=5, per_window=2000, window=900.0)
         RateLimit(per_second=5, per_window=2000, window=900.0, second=1.0)
+        >>> RateLimit(per_second=0.5, per_window=250).short_window
+        (2.0, 1)
     """
 
-    per_second: int = attrs.field(default=5, validator=attrs.validators.gt(0))
-    per_window: int = attrs.field(default=2000, validator=attrs.validators.gt(0))
-    window: float = attrs.field(default=900.0, validator=attrs.validators.gt(0))
-    second: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    per_second: float = attrs.field(default=5, validator=_positive_rate)
+    per_window: int = attrs.field(default=2000, validator=_positive_count)
+    window: float = attrs.field(default=900.0, validator=_positive_rate)
+    second: float = attrs.field(default=1.0, validator=_positive_rate)
+
+    @property
+    def short_window(self) -> tuple[float, int]:
+        """The short window the limiter enforces, as ``(length in seconds, requests)``.
+
+        ``(second, per_second)`` for an integral ``per_second``, else
+        ``(second / per_second, 1)``.
+        """
+        if float(self.per_second).is_integer():
+            return self.second, int(self.per_second)
+        return self.second / self.per_second, 1
 
 
 @attrs.frozen(kw_only=True)
