@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
-__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "RateLimit", "RetryPolicy"]
+__all__ = ["PRODUCTION_URL", "SANDBOX_URL", "RateLimit", "RetryPolicy", "check_base_url"]
 
 SANDBOX_URL = "https://api.thanxsandbox.com"
 PRODUCTION_URL = "https://api.thanx.com"
@@ -116,3 +117,33 @@ class RetryPolicy:
     def backoff_cap(self, attempt: int) -> float:
         """The largest wait before retry number ``attempt`` (1 for the first retry)."""
         return float(min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1)))
+
+
+def check_base_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash; refuse one that cannot be requested.
+
+    Raises:
+        ValueError: not ``http(s)://`` with a host (optionally a port and a path
+            prefix), or with a query, fragment or credentials.
+        TypeError: not a string.
+    """
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string, got {type(base_url).__name__}")
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"base_url {base_url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(
+            f"base_url {base_url!r} must start with https:// (or http://), e.g. {SANDBOX_URL!r}"
+        )
+    if not host:
+        raise ValueError(f"base_url {base_url!r} has no host")
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(
+            f"base_url {base_url!r} must be scheme, host and optional path only "
+            "(no query, fragment or credentials)"
+        )
+    return base_url.rstrip("/")
