@@ -105,8 +105,13 @@ class RetryPolicy:
         max_attempts: attempts in all, the first included (1 disables retries).
         initial_backoff: the cap of the first wait, in seconds.
         max_backoff: the cap of any single wait, in seconds.
-        deadline: overall seconds for all attempts of one request together
-            (``None`` for no overall bound).
+        deadline: overall seconds for one call as a whole: every attempt, the
+            backoff between them, and the time spent waiting for rate budget or
+            for a token provider (``None`` for no overall bound). A call that
+            runs out of it while waiting for budget raises ``TransportError``
+            saying nothing was sent. Note that while the long rate window is
+            exhausted a request can wait up to that window (15 minutes) for
+            budget: a deadline shorter than that can end such calls.
     """
 
     max_attempts: int = attrs.field(default=6, validator=attrs.validators.gt(0))
