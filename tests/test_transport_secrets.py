@@ -82,8 +82,9 @@ def url_encoded_echo(status: int) -> Handler:
 
 
 def undecodable_job(request: web.Request) -> web.Response:
-    """A 2xx job whose counter is the Authorization header: the decode error quotes it."""
-    job = {"id": "job_1", "state": "pending", "total_count": request.headers["Authorization"]}
+    """A 2xx job made of the Authorization header: the decode error quotes it (maybe cut)."""
+    auth = request.headers["Authorization"]
+    job = {"id": {"echo": auth}, "state": "pending", "total_count": auth}
     return web.json_response({"issuance_job": job}, status=202)
 
 
@@ -187,6 +188,17 @@ async def test_a_broken_token_from_a_provider_fails_the_call_unsent(server: Echo
     assert info.value.may_have_succeeded is False
     assert TOKEN not in str(info.value)
     assert not server.authorizations
+
+
+def test_redaction_also_covers_pieces_of_a_token_cut_by_someone_else() -> None:
+    """A token's head or tail (8+ characters) left by another's truncation is redacted too."""
+    from thanx_async._transport._auth import TokenSource
+
+    source = TokenSource(TOKEN)
+    head, tail = TOKEN[:15], TOKEN[-10:]
+    assert source.redact(f"got 'Bearer {head}...'") == "got 'Bearer <redacted>...'"
+    assert source.redact(f"...{tail}' done") == "...<redacted>' done"
+    assert source.redact("sk_live is a common word") == "sk_live is a common word"
 
 
 def test_redaction_also_covers_a_json_escaped_token() -> None:

@@ -25,6 +25,9 @@ REDACTED = "<redacted>"
 #: Tokens shorter than this are not redacted: they are no secret worth the name,
 #: and cutting a 1-character token out of every message would garble them all.
 _MIN_REDACTED = 4
+#: A token at least twice this long also has any piece of it this long or longer
+#: that starts or ends like it redacted (a message that cut a token short).
+_PIECE = 8
 #: Tokens remembered for redaction (a provider that rotates hourly for months
 #: must not grow this without bound).
 _REMEMBERED = 16
@@ -114,10 +117,17 @@ class TokenSource:
         return max(map(len, self._secrets), default=0)
 
     def redact(self, text: str) -> str:
-        """``text`` with every token this source ever gave out replaced by ``<redacted>``."""
+        """``text`` with every token this source ever gave out replaced by ``<redacted>``.
+
+        A piece of a token (its first or last 8 characters or more, as left by
+        someone else's truncation: ``'Bearer sk_live_ABCD...'``) is replaced too.
+        """
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        for secret in self._secrets:
+            if len(secret) >= 2 * _PIECE:
+                text = _redact_pieces(text, secret)
         return text
 
     def _remember(self, raw: str) -> None:
@@ -157,3 +167,28 @@ class TokenSource:
                 self._remember(token)
             self._token = clean_token(token, "the token from the access token provider")
             return self._token
+
+
+def _redact_pieces(text: str, secret: str) -> str:
+    """Replace runs of ``text`` that begin like ``secret`` or end like it."""
+    head, tail = secret[:_PIECE], secret[-_PIECE:]
+    start = text.find(head)
+    while start != -1:
+        end = start + _PIECE
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        text = text[:start] + REDACTED + text[end:]
+        start = text.find(head, start + len(REDACTED))
+    end = text.find(tail)
+    while end != -1:
+        stop = end + _PIECE  # the run ends here; walk back while it matches the token
+        start = end
+        while (
+            start > 0
+            and stop - start < len(secret)
+            and text[start - 1] == secret[len(secret) - (stop - start) - 1]
+        ):
+            start -= 1
+        text = text[:start] + REDACTED + text[stop:]
+        end = text.find(tail, start + len(REDACTED))
+    return text
