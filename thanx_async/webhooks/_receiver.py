@@ -1,0 +1,395 @@
+"""WebhookReceiver: verify, deduplicate and hand off Thanx deliveries, then answer at once.
+
+The work per delivery is synchronous and small (an HMAC, a hash, a JSON
+parse); the sinks (batchers) are called on a later turn of the event loop,
+after the answer is on its way, so a slow or failing sink can never push a
+delivery near Thanx's 15 s limit nor turn it into an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+
+import attrs
+import orjson
+
+from thanx_async.webhooks._decode import decode_event
+from thanx_async.webhooks._errors import InvalidSignatureError, WebhookPayloadError
+from thanx_async.webhooks._events import (
+    RewardBatchCompleted,
+    RewardIssued,
+    UnknownEvent,
+    WebhookEvent,
+)
+from thanx_async.webhooks._memory import ReplayMemory, digest
+from thanx_async.webhooks._signature import check_signature, secrets_of
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from thanx_async.webhooks._asgi import AsgiApp
+
+__all__ = ["WebhookReceiver", "WebhookSink", "WebhookStats"]
+
+logger = logging.getLogger("thanx_async.webhooks")
+
+#: Default body cap: a ``reward_batch.completed`` listing 10,000 failures with
+#: long emails and reasons stays under 5 MB.
+DEFAULT_MAX_BODY_SIZE: Final = 8 * 1024 * 1024
+_LOG_EVERY: Final = 10.0  # seconds between two log lines about the same kind of rejection
+
+
+@runtime_checkable
+class WebhookSink(Protocol):
+    """What a :class:`WebhookReceiver` hands verified, new events to (``RewardBatcher`` is one).
+
+    ``receive_webhook`` is called on the event loop, after the delivery was
+    answered, once per sink and event. It must not block: do the little that
+    is needed (resolve futures, schedule a task) and return whether the event
+    concerned this sink (used for statistics only). It may raise: the
+    receiver logs the error and carries on. An ``async def`` implementation
+    also works (it is run as a task).
+    """
+
+    def receive_webhook(self, event: WebhookEvent) -> bool:
+        """Act on ``event``; ``True`` if it was for this sink (e.g. a job it waits on)."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class WebhookStats:
+    """What a :class:`WebhookReceiver` did so far (a snapshot).
+
+    Attributes:
+        received: deliveries read (including every rejected one).
+        accepted: verified, new events handed to the sinks.
+        duplicates: verified deliveries already accepted before (answered 200, not handed on).
+        unauthorized: missing or wrong signature (answered 401).
+        stale: timestamp older than the tolerance (answered 400).
+        malformed: signed but unreadable (answered 400).
+        too_large: body over ``max_body_size`` (answered 413).
+        claimed: accepted events at least one sink said were its own.
+        sink_errors: exceptions raised by sinks (logged).
+    """
+
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    unauthorized: int = 0
+    stale: int = 0
+    malformed: int = 0
+    too_large: int = 0
+    claimed: int = 0
+    sink_errors: int = 0
+
+
+def _answer(code: int, /, **fields: str) -> tuple[int, bytes]:
+    return code, orjson.dumps(fields)
+
+
+ACCEPTED: Final = _answer(200, status="accepted")
+DUPLICATE: Final = _answer(200, status="duplicate")
+UNAUTHORIZED: Final = _answer(401, error="invalid signature")
+TOO_LARGE: Final = _answer(413, error="body too large")
+STALE: Final = _answer(400, error="stale delivery")
+MALFORMED: Final = _answer(400, error="malformed payload")
+
+
+def _event_key(event: WebhookEvent) -> bytes | None:
+    """What makes two differently-worded deliveries the same event, if anything does."""
+    if isinstance(event, RewardBatchCompleted):
+        return digest(b"completed", event.issuance_job_id.encode())
+    if isinstance(event, RewardIssued):
+        which = event.reward_id if event.reward_id is not None else event.identifier_index
+        if which is None:
+            return None
+        return digest(b"issued", event.issuance_job_id.encode(), str(which).encode())
+    return None
+
+
+def _job_of(event: WebhookEvent) -> str:
+    return "-" if isinstance(event, UnknownEvent) else event.issuance_job_id
+
+
+class _Throttle:
+    """At most one log line per kind every few seconds, saying how many were folded into it."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}
+        self._folded: dict[str, int] = {}
+
+    def log(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next.get(kind, 0.0):
+            self._folded[kind] = self._folded.get(kind, 0) + 1
+            return
+        self._next[kind] = now + _LOG_EVERY
+        folded = self._folded.pop(kind, 0)
+        suffix = f" (and {folded} more like it in the last {_LOG_EVERY:g} s)" if folded else ""
+        logger.warning(message + suffix, *args)
+
+
+class WebhookReceiver:
+    """Receives Thanx webhooks and hands each verified, new event to the sinks (batchers).
+
+    For every delivery, in this order: cap the body size (413), verify
+    ``X-Thanx-Signature`` on the raw bytes (401; nothing is read or acted
+    on), drop a delivery already accepted (200, a duplicate), read the event
+    (400 if signed but unreadable), refuse one whose ``timestamp`` is older
+    than ``tolerance`` (400, a replay), then answer 200 at once and call each
+    sink's ``receive_webhook(event)`` on the next turn of the event loop.
+
+    Deduplication remembers each accepted delivery (a digest of its body, and
+    of its meaning: the job of a ``reward_batch.completed``, the job and
+    reward of a ``reward.issued``) for ``dedupe_ttl`` seconds, at most
+    ``dedupe_max`` of them. It is per process: sinks must still tolerate an
+    event twice (with several processes behind a load balancer, duplicates
+    can land in different ones). Keep ``dedupe_ttl`` above ``tolerance`` so a
+    replay is either remembered or stale.
+
+    Mount it with aiohttp (``app.router.add_post(path, receiver.aiohttp_handler)``)
+    or as an ASGI app (``app.mount(path, receiver.asgi_app)`` in Starlette or
+    FastAPI); other frameworks call :meth:`handle` with the raw body.
+
+    Args:
+        secret: the webhook secret, or several (any one matching is enough:
+            rotate by listing new and old, then dropping the old).
+        batchers: the sinks, typically ``RewardBatcher`` objects; more can be
+            added with :meth:`add_sink`.
+        max_body_size: larger bodies are refused with 413 unread.
+        tolerance: seconds a delivery's ``timestamp`` may lag behind this
+            host's clock; ``None`` accepts any age. A delivery without a
+            readable timestamp is accepted (deduplication still applies).
+        dedupe_ttl: seconds an accepted delivery is remembered.
+        dedupe_max: the most deliveries remembered (~300 bytes each).
+        clock: wall-clock seconds since the epoch, for ``tolerance``.
+
+    Raises:
+        ValueError: an empty secret, or a limit out of range.
+        TypeError: a sink without a ``receive_webhook`` method.
+
+    Example:
+        >>> receiver = WebhookReceiver(secret=os.environ["THANX_WEBHOOK_SECRET"],
+        ...                            batchers=[batcher])
+        >>> app.router.add_post("/webhooks/thanx", receiver.aiohttp_handler)
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str | Sequence[str],
+        batchers: Iterable[WebhookSink] = (),
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        tolerance: float | None = 300.0,
+        dedupe_ttl: float = 900.0,
+        dedupe_max: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = secrets_of(secret)
+        if max_body_size < 1:
+            raise ValueError(f"max_body_size must be >= 1, got {max_body_size}")
+        if tolerance is not None and tolerance <= 0:
+            raise ValueError(f"tolerance must be > 0 or None, got {tolerance}")
+        self.max_body_size = max_body_size
+        self.tolerance = tolerance
+        self._clock = clock
+        self._memory = ReplayMemory(ttl=dedupe_ttl, max_keys=dedupe_max)
+        self._sinks: list[WebhookSink] = []
+        for sink in batchers:
+            self.add_sink(sink)
+        self._counts = dict.fromkeys(attrs.fields_dict(WebhookStats), 0)
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._throttle = _Throttle()
+        self._asgi: AsgiApp | None = None
+
+    def __repr__(self) -> str:
+        # Never the secret.
+        return f"<WebhookReceiver sinks={len(self._sinks)} accepted={self._counts['accepted']}>"
+
+    # -- sinks ------------------------------------------------------------------
+
+    @property
+    def sinks(self) -> tuple[WebhookSink, ...]:
+        """The objects events are handed to, in order."""
+        return tuple(self._sinks)
+
+    def add_sink(self, sink: WebhookSink) -> None:
+        """Hand later events to ``sink`` too (e.g. a batcher created after the receiver).
+
+        Raises:
+            TypeError: ``sink`` has no callable ``receive_webhook``.
+        """
+        if not callable(getattr(sink, "receive_webhook", None)):
+            raise TypeError(
+                f"{type(sink).__name__} cannot receive webhooks: it has no receive_webhook(event)"
+            )
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: WebhookSink) -> None:
+        """Stop handing events to ``sink`` (no-op if it is not a sink)."""
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    @property
+    def stats(self) -> WebhookStats:
+        """Counters of what happened so far."""
+        return WebhookStats(**self._counts)
+
+    # -- one delivery -------------------------------------------------------------
+
+    def handle(self, raw_body: bytes, signature: str | None) -> tuple[int, bytes]:
+        """Handle one delivery from any framework: the HTTP status and JSON body to answer.
+
+        The aiohttp and ASGI adapters call this; other frameworks can too.
+        Call it from the event loop the sinks live on, with the body exactly
+        as received (refuse a body over ``max_body_size`` with :meth:`too_large`
+        before reading it all); the sinks are called on a later turn of the loop.
+
+        Args:
+            raw_body: the request body bytes.
+            signature: the ``X-Thanx-Signature`` header, ``None`` if absent.
+
+        Returns:
+            ``(status, body)``: 200 (accepted or duplicate), 400 (malformed or
+            stale), 401 (signature) or 413 (too large).
+
+        Raises:
+            RuntimeError: no event loop is running.
+        """
+        if len(raw_body) > self.max_body_size:
+            return self.too_large()
+        counts = self._counts
+        counts["received"] += 1
+        try:
+            check_signature(raw_body, signature, self._keys)
+        except InvalidSignatureError as error:
+            counts["unauthorized"] += 1
+            self._throttle.log("unauthorized", "refused a webhook delivery (401): %s", error)
+            return UNAUTHORIZED
+        return self._accept(raw_body)
+
+    def _accept(self, raw_body: bytes) -> tuple[int, bytes]:
+        """The rest of :meth:`handle`, for a body whose signature is verified."""
+        counts = self._counts
+        body_key = digest(raw_body)
+        if body_key in self._memory:
+            counts["duplicates"] += 1
+            return DUPLICATE
+        try:
+            event = decode_event(raw_body)
+        except WebhookPayloadError as error:
+            counts["malformed"] += 1
+            self._throttle.log("malformed", "refused a signed webhook delivery (400): %s", error)
+            return MALFORMED
+        if self._is_stale(event):
+            counts["stale"] += 1
+            self._throttle.log(
+                "stale",
+                "refused a %s delivery older than %s s (400): a replay, or a clock off",
+                event.event,
+                self.tolerance,
+            )
+            return STALE
+        event_key = _event_key(event)
+        if event_key is not None and event_key in self._memory:
+            counts["duplicates"] += 1
+            self._memory.add(body_key)
+            return DUPLICATE
+        loop = asyncio.get_running_loop()
+        self._memory.add(body_key)
+        if event_key is not None:
+            self._memory.add(event_key)
+        counts["accepted"] += 1
+        loop.call_soon(self._dispatch, event)
+        return ACCEPTED
+
+    def too_large(self) -> tuple[int, bytes]:
+        """Count a delivery refused for its size, and what to answer (413)."""
+        self._counts["received"] += 1
+        self._counts["too_large"] += 1
+        self._throttle.log(
+            "too_large", "refused a webhook delivery over %d bytes (413)", self.max_body_size
+        )
+        return TOO_LARGE
+
+    def _is_stale(self, event: WebhookEvent) -> bool:
+        if self.tolerance is None or event.timestamp is None:
+            return False
+        return self._clock() - event.timestamp.timestamp() > self.tolerance
+
+    # -- handing events on ----------------------------------------------------------
+
+    def _dispatch(self, event: WebhookEvent) -> None:
+        claimed = False
+        for sink in tuple(self._sinks):
+            try:
+                result: Any = sink.receive_webhook(event)
+            except Exception:  # noqa: BLE001 - a sink's bug must never break the receiver
+                self._sink_failed(sink, event)
+                continue
+            if inspect.isawaitable(result):
+                self._follow(sink, event, result)
+            elif result:
+                claimed = True
+        if claimed:
+            self._counts["claimed"] += 1
+
+    def _follow(self, sink: WebhookSink, event: WebhookEvent, result: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(result)
+        self._tasks.add(task)
+
+        def done(task: asyncio.Future[Any]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is not None:
+                self._sink_failed(sink, event, error)
+            elif task.result():
+                self._counts["claimed"] += 1
+
+        task.add_done_callback(done)
+
+    def _sink_failed(
+        self, sink: WebhookSink, event: WebhookEvent, error: BaseException | None = None
+    ) -> None:
+        self._counts["sink_errors"] += 1
+        # The event's repr is left out: it names people (failures by value).
+        logger.error(
+            "webhook sink %s failed on %s for job %s",
+            type(sink).__name__,
+            event.event,
+            _job_of(event),
+            exc_info=error if error is not None else True,
+        )
+
+    # -- framework adapters ------------------------------------------------------------
+
+    async def aiohttp_handler(self, request: web.Request) -> web.Response:
+        """An aiohttp handler: ``app.router.add_post("/webhooks/thanx", receiver.aiohttp_handler)``.
+
+        Reads the body itself, capped at ``max_body_size`` (whatever the
+        application's ``client_max_size``).
+        """
+        from thanx_async.webhooks._aiohttp import handle_aiohttp  # noqa: PLC0415 - lazy
+
+        return await handle_aiohttp(self, request)
+
+    @property
+    def asgi_app(self) -> AsgiApp:
+        """A minimal ASGI 3 application: ``app.mount("/webhooks/thanx", receiver.asgi_app)``.
+
+        It answers ``POST`` on whatever path it is mounted at (405 otherwise)
+        and completes the lifespan protocol, so it can also be served alone.
+        Starlette's ``Route(path, receiver.asgi_app, methods=["POST"])`` works too.
+        """
+        if self._asgi is None:
+            from thanx_async.webhooks._asgi import AsgiApp  # noqa: PLC0415 - lazy
+
+            self._asgi = AsgiApp(self)
+        return self._asgi
