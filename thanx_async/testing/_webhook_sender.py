@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import logging
 from typing import TYPE_CHECKING, Final
@@ -32,6 +33,7 @@ logger = logging.getLogger("thanx_async.testing.webhooks")
 #: Thanx gives a receiver 15 s to answer.
 RECEIVER_TIMEOUT: Final = 15.0
 _USER_AGENT: Final = "thanx-async-emulator-webhooks"
+_RAW_BYTES_LIMIT: Final = 512 * 1024
 
 
 class WebhookSender:
@@ -129,11 +131,13 @@ class WebhookSender:
             SIGNATURE_HEADER: delivery.signature,
             "User-Agent": _USER_AGENT,
         }
+        body = delivery.body
+        # aiohttp warns (ResourceWarning) about raw bytes over 1 MiB, and a
+        # reward_batch.completed listing thousands of failures can be that big.
+        data = io.BytesIO(body) if len(body) > _RAW_BYTES_LIMIT else body
         delivery.sent_at = self._state.clock()
         try:
-            async with self._session.post(
-                delivery.url, data=delivery.body, headers=headers
-            ) as response:
+            async with self._session.post(delivery.url, data=data, headers=headers) as response:
                 await response.read()
                 delivery.status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as error:

@@ -33,10 +33,13 @@ async def handle_aiohttp(receiver: WebhookReceiver, request: web.Request) -> web
     body = None if length is not None and length > limit else await _read_capped(request, limit)
     if body is None:
         status, payload = receiver.too_large()
-        # The rest of the body is left unread: close rather than drain it.
-        return web.Response(
-            status=status, body=payload, content_type="application/json",
-            headers={"Connection": "close"},
-        )  # fmt: skip
+        response = web.Response(status=status, body=payload, content_type="application/json")
+        response.force_close()
+        # Answer, then hang up: otherwise aiohttp would keep reading (and
+        # discarding) the rest of an oversized body for up to 10 s.
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
+        return response
     status, payload = receiver.handle(body, request.headers.get(SIGNATURE_HEADER))
     return web.Response(status=status, body=payload, content_type="application/json")

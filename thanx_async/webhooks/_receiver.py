@@ -53,10 +53,11 @@ class WebhookSink(Protocol):
     is needed (resolve futures, schedule a task) and return whether the event
     concerned this sink (used for statistics only). It may raise: the
     receiver logs the error and carries on. An ``async def`` implementation
-    also works (it is run as a task).
+    also works (it is run as a task); a plain method returning ``bool`` is
+    the expected, cheapest form.
     """
 
-    def receive_webhook(self, event: WebhookEvent) -> bool:
+    def receive_webhook(self, event: WebhookEvent) -> bool | Awaitable[bool]:
         """Act on ``event``; ``True`` if it was for this sink (e.g. a job it waits on)."""
         ...
 
