@@ -106,9 +106,12 @@ async def test_exact_duplicate_is_acknowledged_once() -> None:
     delivery = signed(completed())
     assert hook.handle(*delivery)[0] == 200
     assert hook.handle(*delivery) == (200, b'{"status":"duplicate"}')
+    unknown = signed(envelope("purchase.created", {"id": 1}))  # no job: only its bytes say it
+    assert hook.handle(*unknown)[1] == b'{"status":"accepted"}'
+    assert hook.handle(*unknown)[1] == b'{"status":"duplicate"}'
     await turn()
-    assert len(sink.events) == 1
-    assert hook.stats.duplicates == 1
+    assert len(sink.events) == 2
+    assert hook.stats.duplicates == 2
 
 
 async def test_same_event_reworded_is_a_duplicate() -> None:
@@ -283,6 +286,8 @@ def test_configuration_errors() -> None:
         WebhookReceiver(secret=SECRET, max_body_size=0)
     with pytest.raises(ValueError, match="ttl"):
         WebhookReceiver(secret=SECRET, dedupe_ttl=0)
+    with pytest.raises(ValueError, match="dedupe_max"):
+        WebhookReceiver(secret=SECRET, dedupe_max=0)
     assert SECRET not in repr(WebhookReceiver(secret=SECRET))
 
 
@@ -297,13 +302,24 @@ def test_handle_needs_a_running_loop() -> None:
 async def test_memory_is_bounded() -> None:
     """Past dedupe_max keys the oldest are forgotten (a very old duplicate passes again)."""
     sink = RecordingSink()
-    hook = receiver(sink, dedupe_max=4)  # two keys per completed event: body and job
+    hook = receiver(sink, dedupe_max=2)
     first = signed(completed(issuance_job_id="job_1"))
     hook.handle(*first)
     hook.handle(*signed(completed(issuance_job_id="job_2")))
     assert hook.handle(*first)[1] == b'{"status":"duplicate"}'
     hook.handle(*signed(completed(issuance_job_id="job_3")))
     assert hook.handle(*first)[1] == b'{"status":"accepted"}'
+
+
+async def test_reward_issued_flood_does_not_evict_completions() -> None:
+    """reward.issued deliveries are remembered apart: a flood leaves completions remembered."""
+    hook = receiver(dedupe_max=10)
+    done = signed(completed())
+    assert hook.handle(*done)[1] == b'{"status":"accepted"}'
+    for n in range(100):
+        assert hook.handle(*signed(issued(reward_id=f"rwd_{n}")))[1] == b'{"status":"accepted"}'
+    assert hook.handle(*done)[1] == b'{"status":"duplicate"}'
+    assert hook.handle(*signed(issued(reward_id="rwd_0")))[1] == b'{"status":"accepted"}'
 
 
 def test_replay_memory_forgets_after_its_ttl() -> None:

@@ -148,7 +148,7 @@ class WebhookReceiver:
     Deduplication remembers each accepted delivery (a digest of its body, and
     of its meaning: the job of a ``reward_batch.completed``, the job and
     reward of a ``reward.issued``) for ``dedupe_ttl`` seconds, at most
-    ``dedupe_max`` of them. It is per process: sinks must still tolerate an
+    ``dedupe_max`` of each kind, oldest forgotten first. It is per process: sinks must still tolerate an
     event twice (with several processes behind a load balancer, duplicates
     can land in different ones). Keep ``dedupe_ttl`` above ``tolerance`` so a
     replay is either remembered or stale.
@@ -167,7 +167,9 @@ class WebhookReceiver:
             host's clock; ``None`` accepts any age. A delivery without a
             readable timestamp is accepted (deduplication still applies).
         dedupe_ttl: seconds an accepted delivery is remembered.
-        dedupe_max: the most deliveries remembered (~300 bytes each).
+        dedupe_max: the most deliveries remembered, for ``reward.issued`` and
+            for all other events apart (~350 bytes each; a flood of
+            ``reward.issued`` never pushes a job's completion out).
         clock: wall-clock seconds since the epoch, for ``tolerance``.
 
     Raises:
@@ -188,7 +190,7 @@ class WebhookReceiver:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         tolerance: float | None = 300.0,
         dedupe_ttl: float = 900.0,
-        dedupe_max: int = 100_000,
+        dedupe_max: int = 50_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = secrets_of(secret)
@@ -199,12 +201,18 @@ class WebhookReceiver:
         self.max_body_size = max_body_size
         self.tolerance = tolerance
         self._clock = clock
-        self._memory = ReplayMemory(ttl=dedupe_ttl, max_keys=dedupe_max)
+        if dedupe_max < 1:
+            raise ValueError(f"dedupe_max must be >= 1, got {dedupe_max}")
+        # Two keys per delivery: its bytes and its meaning.
+        self._memory = ReplayMemory(ttl=dedupe_ttl, max_keys=2 * dedupe_max)
+        self._issued_memory = ReplayMemory(ttl=dedupe_ttl, max_keys=2 * dedupe_max)
         self._sinks: list[WebhookSink] = []
         for sink in batchers:
             self.add_sink(sink)
         self._counts = dict.fromkeys(attrs.fields_dict(WebhookStats), 0)
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._inbox: list[WebhookEvent] = []
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
         self._throttle = _Throttle()
         self._asgi: AsgiApp | None = None
 
@@ -278,7 +286,7 @@ class WebhookReceiver:
         """The rest of :meth:`handle`, for a body whose signature is verified."""
         counts = self._counts
         body_key = digest(raw_body)
-        if body_key in self._memory:
+        if body_key in self._memory or body_key in self._issued_memory:
             counts["duplicates"] += 1
             return DUPLICATE
         try:
@@ -297,16 +305,24 @@ class WebhookReceiver:
             )
             return STALE
         event_key = _event_key(event)
-        if event_key is not None and event_key in self._memory:
+        # reward.issued floods are remembered apart: 10,000 of them must not
+        # push a job's reward_batch.completed out of the memory.
+        memory = self._issued_memory if isinstance(event, RewardIssued) else self._memory
+        if event_key is not None and event_key in memory:
             counts["duplicates"] += 1
-            self._memory.add(body_key)
+            memory.add(body_key)
             return DUPLICATE
         loop = asyncio.get_running_loop()
-        self._memory.add(body_key)
+        memory.add(body_key)
         if event_key is not None:
-            self._memory.add(event_key)
+            memory.add(event_key)
         counts["accepted"] += 1
-        loop.call_soon(self._dispatch, event)
+        # One callback per loop turn for all the events accepted in it: a
+        # flood of reward.issued costs one scheduled call, not one each.
+        self._inbox.append(event)
+        if self._flush_loop is not loop:
+            self._flush_loop = loop
+            loop.call_soon(self._flush)
         return ACCEPTED
 
     def too_large(self) -> tuple[int, bytes]:
@@ -324,6 +340,12 @@ class WebhookReceiver:
         return self._clock() - event.timestamp.timestamp() > self.tolerance
 
     # -- handing events on ----------------------------------------------------------
+
+    def _flush(self) -> None:
+        events, self._inbox = self._inbox, []
+        self._flush_loop = None
+        for event in events:
+            self._dispatch(event)
 
     def _dispatch(self, event: WebhookEvent) -> None:
         claimed = False
