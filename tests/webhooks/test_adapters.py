@@ -11,6 +11,7 @@ import aiohttp
 import httpx
 import pytest
 from aiohttp import web
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
@@ -165,17 +166,19 @@ async def test_asgi_app_directly() -> None:
     assert len(sink.events) == 1
 
 
-@pytest.mark.parametrize("style", ["mount", "route"])
+@pytest.mark.parametrize("style", ["mount", "route", "fastapi"])
 async def test_asgi_app_in_starlette(style: str) -> None:
-    """Mounted in Starlette (as FastAPI does) or as a Route endpoint, it answers at its path."""
+    """Mounted in Starlette, as a Route endpoint, or a FastAPI route, it answers at its path."""
     sink = RecordingSink()
     receiver = make_receiver(sink)
-    route = (
-        Mount(PATH, app=receiver.asgi_app)
-        if style == "mount"
-        else Route(PATH, receiver.asgi_app, methods=["POST"])
-    )
-    app = Starlette(routes=[route])
+    app: Any
+    if style == "fastapi":
+        app = FastAPI()
+        app.add_route(PATH, receiver.asgi_app, methods=["POST"])
+    elif style == "mount":
+        app = Starlette(routes=[Mount(PATH, app=receiver.asgi_app)])
+    else:
+        app = Starlette(routes=[Route(PATH, receiver.asgi_app, methods=["POST"])])
     body, headers = delivery()
     path = PATH + "/" if style == "mount" else PATH
     response = await asgi_post(app, body, headers, path)

@@ -11,7 +11,7 @@ Example:
     >>> receiver = WebhookReceiver(secret=os.environ["THANX_WEBHOOK_SECRET"],
     ...                            batchers=[batcher])
     >>> app.router.add_post("/webhooks/thanx", receiver.aiohttp_handler)   # aiohttp
-    >>> fastapi_app.mount("/webhooks/thanx", receiver.asgi_app)           # ASGI
+    >>> fastapi_app.add_route("/webhooks/thanx", receiver.asgi_app, methods=["POST"])
 
     >>> event = parse_event(raw_body, headers.get("X-Thanx-Signature"), secret)
 """

@@ -21,10 +21,11 @@ _SIGNATURE = b"x-thanx-signature"  # ASGI servers give header names lower-cased
 class AsgiApp:
     """An ASGI 3 application answering ``POST`` deliveries with a :class:`WebhookReceiver`.
 
-    Mount it at the webhook's path (``app.mount("/webhooks/thanx", receiver.asgi_app)``
-    in Starlette or FastAPI, or ``Route(path, receiver.asgi_app, methods=["POST"])``);
-    it answers any path it receives. Other methods get 405. The lifespan
-    protocol is completed, so it can be served on its own (``uvicorn module:app``).
+    Route the webhook's path to it (``app.add_route(path, receiver.asgi_app,
+    methods=["POST"])`` in FastAPI, ``Route(...)`` in Starlette, or ``app.mount``
+    at the path with a trailing slash); it answers any path it receives.
+    Other methods get 405. The lifespan protocol is completed, so it can be
+    served on its own (``uvicorn module:app``).
     """
 
     def __init__(self, receiver: WebhookReceiver) -> None:

@@ -148,14 +148,15 @@ class WebhookReceiver:
     Deduplication remembers each accepted delivery (a digest of its body, and
     of its meaning: the job of a ``reward_batch.completed``, the job and
     reward of a ``reward.issued``) for ``dedupe_ttl`` seconds, at most
-    ``dedupe_max`` of each kind, oldest forgotten first. It is per process: sinks must still tolerate an
-    event twice (with several processes behind a load balancer, duplicates
-    can land in different ones). Keep ``dedupe_ttl`` above ``tolerance`` so a
-    replay is either remembered or stale.
+    ``dedupe_max`` of each kind, oldest forgotten first. It is per process:
+    sinks must still tolerate an event twice (with several processes behind
+    a load balancer, duplicates can land in different ones). Keep
+    ``dedupe_ttl`` above ``tolerance`` so a replay is either remembered or
+    stale.
 
-    Mount it with aiohttp (``app.router.add_post(path, receiver.aiohttp_handler)``)
-    or as an ASGI app (``app.mount(path, receiver.asgi_app)`` in Starlette or
-    FastAPI); other frameworks call :meth:`handle` with the raw body.
+    Serve it with aiohttp (``app.router.add_post(path, receiver.aiohttp_handler)``)
+    or as an ASGI app (``app.add_route(path, receiver.asgi_app, methods=["POST"])``
+    in FastAPI or Starlette); other frameworks call :meth:`handle` with the raw body.
 
     Args:
         secret: the webhook secret, or several (any one matching is enough:
@@ -405,11 +406,14 @@ class WebhookReceiver:
 
     @property
     def asgi_app(self) -> AsgiApp:
-        """A minimal ASGI 3 application: ``app.mount("/webhooks/thanx", receiver.asgi_app)``.
+        """A minimal ASGI 3 application (no framework needed) answering ``POST`` deliveries.
 
-        It answers ``POST`` on whatever path it is mounted at (405 otherwise)
-        and completes the lifespan protocol, so it can also be served alone.
-        Starlette's ``Route(path, receiver.asgi_app, methods=["POST"])`` works too.
+        FastAPI: ``app.add_route("/webhooks/thanx", receiver.asgi_app, methods=["POST"])``;
+        Starlette: ``Route("/webhooks/thanx", receiver.asgi_app, methods=["POST"])``.
+        ``app.mount(...)`` works too, at the path with a trailing slash (Starlette
+        redirects the one without). It answers any path it is given, 405 for
+        other methods, and completes the lifespan protocol, so it can also be
+        served alone.
         """
         if self._asgi is None:
             from thanx_async.webhooks._asgi import AsgiApp  # noqa: PLC0415 - lazy
