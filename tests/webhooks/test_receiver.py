@@ -137,6 +137,15 @@ async def test_same_event_reworded_is_a_duplicate() -> None:
     ]
 
 
+async def test_reward_id_and_index_keys_do_not_collide() -> None:
+    """A reward named "5" and an unnamed reward at index 5 of the same job are two events."""
+    hook = receiver()
+    by_id = {**ISSUED_DATA, "reward_id": "5", "identifier": {"type": "email", "index": 0}}
+    by_index = {**ISSUED_DATA, "reward_id": None, "identifier": {"type": "email", "index": 5}}
+    assert hook.handle(*signed(envelope("reward.issued", by_id)))[0] == 200
+    assert hook.handle(*signed(envelope("reward.issued", by_index)))[1] == b'{"status":"accepted"}'
+
+
 async def test_stale_delivery_is_refused_as_a_replay() -> None:
     """A delivery older than the tolerance is answered 400 and not handed on."""
     sink = RecordingSink()

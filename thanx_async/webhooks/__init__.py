@@ -35,12 +35,13 @@ if TYPE_CHECKING:
         UnknownEvent,
         WebhookEvent,
     )
-    from thanx_async.webhooks._receiver import WebhookReceiver, WebhookSink, WebhookStats
+    from thanx_async.webhooks._receiver import WebhookReceiver, WebhookStats
     from thanx_async.webhooks._signature import (
         SIGNATURE_HEADER,
         compute_signature,
         verify_signature,
     )
+    from thanx_async.webhooks._sinks import WebhookSink
 
 _EXPORTS = {
     "AsgiApp": "thanx_async.webhooks._asgi",
@@ -53,7 +54,7 @@ _EXPORTS = {
     "WebhookEvent": "thanx_async.webhooks._events",
     "WebhookPayloadError": "thanx_async.webhooks._errors",
     "WebhookReceiver": "thanx_async.webhooks._receiver",
-    "WebhookSink": "thanx_async.webhooks._receiver",
+    "WebhookSink": "thanx_async.webhooks._sinks",
     "WebhookStats": "thanx_async.webhooks._receiver",
     "compute_signature": "thanx_async.webhooks._signature",
     "parse_event": "thanx_async.webhooks._decode",

@@ -9,11 +9,10 @@ delivery near Thanx's 15 s limit nor turn it into an error.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import orjson
@@ -23,18 +22,18 @@ from thanx_async.webhooks._errors import InvalidSignatureError, WebhookPayloadEr
 from thanx_async.webhooks._events import (
     RewardBatchCompleted,
     RewardIssued,
-    UnknownEvent,
     WebhookEvent,
 )
 from thanx_async.webhooks._memory import ReplayMemory, digest
 from thanx_async.webhooks._signature import check_signature, secrets_of
+from thanx_async.webhooks._sinks import SinkRelay, WebhookSink
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from thanx_async.webhooks._asgi import AsgiApp
 
-__all__ = ["WebhookReceiver", "WebhookSink", "WebhookStats"]
+__all__ = ["WebhookReceiver", "WebhookStats"]
 
 logger = logging.getLogger("thanx_async.webhooks")
 
@@ -42,24 +41,6 @@ logger = logging.getLogger("thanx_async.webhooks")
 #: long emails and reasons stays under 5 MB.
 DEFAULT_MAX_BODY_SIZE: Final = 8 * 1024 * 1024
 _LOG_EVERY: Final = 10.0  # seconds between two log lines about the same kind of rejection
-
-
-@runtime_checkable
-class WebhookSink(Protocol):
-    """What a :class:`WebhookReceiver` hands verified, new events to (``RewardBatcher`` is one).
-
-    ``receive_webhook`` is called on the event loop, after the delivery was
-    answered, once per sink and event. It must not block: do the little that
-    is needed (resolve futures, schedule a task) and return whether the event
-    concerned this sink (used for statistics only). It may raise: the
-    receiver logs the error and carries on. An ``async def`` implementation
-    also works (it is run as a task); a plain method returning ``bool`` is
-    the expected, cheapest form.
-    """
-
-    def receive_webhook(self, event: WebhookEvent) -> bool | Awaitable[bool]:
-        """Act on ``event``; ``True`` if it was for this sink (e.g. a job it waits on)."""
-        ...
 
 
 @attrs.frozen(kw_only=True)
@@ -106,15 +87,14 @@ def _event_key(event: WebhookEvent) -> bytes | None:
     if isinstance(event, RewardBatchCompleted):
         return digest(b"completed", event.issuance_job_id.encode())
     if isinstance(event, RewardIssued):
-        which = event.reward_id if event.reward_id is not None else event.identifier_index
-        if which is None:
+        if event.reward_id is not None:
+            which = b"reward:" + event.reward_id.encode()
+        elif event.identifier_index is not None:
+            which = b"index:" + str(event.identifier_index).encode()
+        else:
             return None
-        return digest(b"issued", event.issuance_job_id.encode(), str(which).encode())
+        return digest(b"issued", event.issuance_job_id.encode(), which)
     return None
-
-
-def _job_of(event: WebhookEvent) -> str:
-    return "-" if isinstance(event, UnknownEvent) else event.issuance_job_id
 
 
 class _Throttle:
@@ -207,26 +187,23 @@ class WebhookReceiver:
         # Two keys per delivery: its bytes and its meaning.
         self._memory = ReplayMemory(ttl=dedupe_ttl, max_keys=2 * dedupe_max)
         self._issued_memory = ReplayMemory(ttl=dedupe_ttl, max_keys=2 * dedupe_max)
-        self._sinks: list[WebhookSink] = []
-        for sink in batchers:
-            self.add_sink(sink)
-        self._counts = dict.fromkeys(attrs.fields_dict(WebhookStats), 0)
-        self._tasks: set[asyncio.Future[Any]] = set()
-        self._inbox: list[WebhookEvent] = []
-        self._flush_loop: asyncio.AbstractEventLoop | None = None
+        self._relay = SinkRelay(batchers)
+        self._counts = dict.fromkeys(
+            set(attrs.fields_dict(WebhookStats)) - {"claimed", "sink_errors"}, 0
+        )
         self._throttle = _Throttle()
         self._asgi: AsgiApp | None = None
 
     def __repr__(self) -> str:
         # Never the secret.
-        return f"<WebhookReceiver sinks={len(self._sinks)} accepted={self._counts['accepted']}>"
+        return f"<WebhookReceiver sinks={len(self.sinks)} accepted={self._counts['accepted']}>"
 
     # -- sinks ------------------------------------------------------------------
 
     @property
     def sinks(self) -> tuple[WebhookSink, ...]:
         """The objects events are handed to, in order."""
-        return tuple(self._sinks)
+        return self._relay.sinks
 
     def add_sink(self, sink: WebhookSink) -> None:
         """Hand later events to ``sink`` too (e.g. a batcher created after the receiver).
@@ -234,21 +211,17 @@ class WebhookReceiver:
         Raises:
             TypeError: ``sink`` has no callable ``receive_webhook``.
         """
-        if not callable(getattr(sink, "receive_webhook", None)):
-            raise TypeError(
-                f"{type(sink).__name__} cannot receive webhooks: it has no receive_webhook(event)"
-            )
-        self._sinks.append(sink)
+        self._relay.add(sink)
 
     def remove_sink(self, sink: WebhookSink) -> None:
         """Stop handing events to ``sink`` (no-op if it is not a sink)."""
-        if sink in self._sinks:
-            self._sinks.remove(sink)
+        self._relay.remove(sink)
 
     @property
     def stats(self) -> WebhookStats:
         """Counters of what happened so far."""
-        return WebhookStats(**self._counts)
+        relay = self._relay
+        return WebhookStats(**self._counts, claimed=relay.claimed, sink_errors=relay.errors)
 
     # -- one delivery -------------------------------------------------------------
 
@@ -318,12 +291,7 @@ class WebhookReceiver:
         if event_key is not None:
             memory.add(event_key)
         counts["accepted"] += 1
-        # One callback per loop turn for all the events accepted in it: a
-        # flood of reward.issued costs one scheduled call, not one each.
-        self._inbox.append(event)
-        if self._flush_loop is not loop:
-            self._flush_loop = loop
-            loop.call_soon(self._flush)
+        self._relay.post(event, loop)
         return ACCEPTED
 
     def too_large(self) -> tuple[int, bytes]:
@@ -339,58 +307,6 @@ class WebhookReceiver:
         if self.tolerance is None or event.timestamp is None:
             return False
         return self._clock() - event.timestamp.timestamp() > self.tolerance
-
-    # -- handing events on ----------------------------------------------------------
-
-    def _flush(self) -> None:
-        events, self._inbox = self._inbox, []
-        self._flush_loop = None
-        for event in events:
-            self._dispatch(event)
-
-    def _dispatch(self, event: WebhookEvent) -> None:
-        claimed = False
-        for sink in tuple(self._sinks):
-            try:
-                result: Any = sink.receive_webhook(event)
-            except Exception:  # noqa: BLE001 - a sink's bug must never break the receiver
-                self._sink_failed(sink, event)
-                continue
-            if inspect.isawaitable(result):
-                self._follow(sink, event, result)
-            elif result:
-                claimed = True
-        if claimed:
-            self._counts["claimed"] += 1
-
-    def _follow(self, sink: WebhookSink, event: WebhookEvent, result: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(result)
-        self._tasks.add(task)
-
-        def done(task: asyncio.Future[Any]) -> None:
-            self._tasks.discard(task)
-            if task.cancelled():
-                return
-            error = task.exception()
-            if error is not None:
-                self._sink_failed(sink, event, error)
-            elif task.result():
-                self._counts["claimed"] += 1
-
-        task.add_done_callback(done)
-
-    def _sink_failed(
-        self, sink: WebhookSink, event: WebhookEvent, error: BaseException | None = None
-    ) -> None:
-        self._counts["sink_errors"] += 1
-        # The event's repr is left out: it names people (failures by value).
-        logger.error(
-            "webhook sink %s failed on %s for job %s",
-            type(sink).__name__,
-            event.event,
-            _job_of(event),
-            exc_info=error if error is not None else True,
-        )
 
     # -- framework adapters ------------------------------------------------------------
 
