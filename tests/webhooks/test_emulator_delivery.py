@@ -402,3 +402,33 @@ async def test_plugin_marker_configures_webhooks(thanx_emulator: ThanxEmulator) 
     assert (webhooks.url, webhooks.secret) == ("http://127.0.0.1:9/hook", "marker-secret")
     (fault,) = webhooks.faults.pending
     assert (fault.event, fault.drop, fault.times) == ("reward.issued", True, None)
+
+
+async def test_stopping_mid_delivery_records_it(clock: ManualClock) -> None:
+    """A delivery cut off by the emulator stopping keeps sent_at and says why it has no answer."""
+    arrived = asyncio.Event()
+    release = asyncio.Event()
+
+    async def stuck(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post(PATH, stuck)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}{PATH}"
+    try:
+        state = manual_state(clock, url, webhook_events=["reward_batch.completed"])
+        async with ThanxEmulator(state) as emulator:
+            await issue(emulator, FOUR[:1])
+            clock.advance(10)
+            await asyncio.wait_for(arrived.wait(), 5.0)
+        (delivery,) = state.webhooks.deliveries
+        assert delivery.sent_at is not None
+        assert (delivery.status, delivery.error) == (None, "cancelled: the emulator stopped")
+    finally:
+        release.set()
+        await runner.cleanup()

@@ -73,7 +73,10 @@ class WebhookSender:
         ]
 
     async def stop(self) -> None:
-        """Stop; deliveries not sent yet stay unsent (no ``sent_at``, no status)."""
+        """Stop; deliveries not sent yet stay unsent (no ``sent_at``, no status).
+
+        One cut off in flight keeps its ``sent_at`` and gets an ``error``.
+        """
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -114,6 +117,10 @@ class WebhookSender:
             _, _, delivery = await self._queue.get()
             try:
                 await self._post(delivery)
+            except asyncio.CancelledError:
+                if delivery.status is None and delivery.sent_at is not None:
+                    delivery.error = "cancelled: the emulator stopped"
+                raise
             except Exception as error:  # recorded and logged; the sender lives on
                 delivery.error = f"{type(error).__name__}: {error}"
                 logger.exception("cannot deliver a %s webhook", delivery.event)
