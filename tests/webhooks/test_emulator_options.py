@@ -105,7 +105,9 @@ def test_standalone_banner_mentions_webhooks_but_not_a_real_secret() -> None:
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None
-            banner = [process.stdout.readline() for _ in range(6)]
+            banner: list[str] = []
+            while len(banner) < 20 and banner[-1:] != ["Press Ctrl+C to stop.\n"]:
+                banner.append(process.stdout.readline())
         finally:
             process.terminate()
             process.wait(timeout=10)
