@@ -100,6 +100,7 @@ def _command(args: argparse.Namespace, consoles: Consoles) -> _Command:
 
 def _run_emulator(args: argparse.Namespace) -> int:
     from thanx_async.testing import main as emulator_main  # noqa: PLC0415 - only this command
+    from thanx_async.testing._webhook_options import webhook_argv  # noqa: PLC0415
 
     return emulator_main(
         [
@@ -110,6 +111,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
             f"--per-second={args.per_second}",
             f"--per-window={args.per_window}",
             f"--window={args.window}",
+            *webhook_argv(args),
         ]
     )
 

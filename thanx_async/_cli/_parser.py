@@ -10,6 +10,7 @@ from typing import NoReturn
 from thanx_async._cli._common import EXIT_USAGE, redact
 from thanx_async._cli._demo import DemoOptions
 from thanx_async._version import __version__
+from thanx_async.testing._webhook_options import add_webhook_arguments
 
 __all__ = ["build_parser"]
 
@@ -142,6 +143,7 @@ def _add_emulator(commands: argparse._SubParsersAction[_Parser]) -> None:
     add("--per-second", type=int, default=5, metavar="N", help="requests per second (0: off)")
     add("--per-window", type=int, default=2000, metavar="N", help="requests per window (0: off)")
     add("--window", type=float, default=900.0, metavar="S", help="the long window, in seconds")
+    add_webhook_arguments(emulator)
 
 
 def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:

@@ -19,6 +19,12 @@ from thanx_async.testing._catalog import (
 )
 from thanx_async.testing._records import DEFAULT_ACCESS_TOKEN, DEFAULT_CLIENT_ID
 from thanx_async.testing._state import EmulatorState
+from thanx_async.testing._webhook_options import (
+    add_webhook_arguments,
+    webhook_banner,
+    webhook_options,
+)
+from thanx_async.testing._webhook_sender import WebhookSender
 
 __all__ = ["ThanxEmulator", "main", "run_forever"]
 
@@ -53,6 +59,7 @@ class ThanxEmulator:
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
+        self._webhooks: WebhookSender | None = None
 
     @property
     def url(self) -> str:
@@ -78,12 +85,32 @@ class ThanxEmulator:
             raise
         self.port = int(runner.addresses[0][1])
         self._runner = runner
+        self._webhooks = WebhookSender(self.state)
+        await self._webhooks.start()
 
     async def stop(self) -> None:
         """Stop serving and close every connection (idempotent)."""
+        sender, self._webhooks = self._webhooks, None
+        if sender is not None:
+            await sender.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    async def deliver_webhooks(self) -> None:
+        """Post every webhook due by the state's clock now, and wait until all are answered.
+
+        The running emulator also delivers on its own within a few
+        milliseconds; with a :class:`ManualClock`, advance the clock then
+        await this to make delivery deterministic. Deliveries delayed past
+        the clock's present are not waited for. See ``state.webhooks``.
+
+        Raises:
+            RuntimeError: the emulator is not running.
+        """
+        if self._webhooks is None:
+            raise RuntimeError("the emulator is not running")
+        await self._webhooks.drain()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -107,6 +134,7 @@ async def run_forever(port: int, host: str = "127.0.0.1", **options: Any) -> Non
             f"  Authorization: Bearer {DEFAULT_ACCESS_TOKEN}\n"
             f"  merchant_id={DEFAULT_MERCHANT_ID} campaign_id={DEFAULT_CAMPAIGN_ID} "
             f"variant_id={DEFAULT_VARIANT_ID}\n"
+            f"{webhook_banner(emulator.state.webhooks)}"
             "Press Ctrl+C to stop.",
             flush=True,
         )
@@ -133,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-second", type=int, default=5, help="requests per second (0: off)")
     parser.add_argument("--per-window", type=int, default=2000, help="requests per window (0: off)")
     parser.add_argument("--window", type=float, default=900.0, help="long window in seconds")
+    add_webhook_arguments(parser)
     return parser
 
 
@@ -145,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "rate_limit_per_second": args.per_second,
         "rate_limit_per_window": args.per_window,
         "rate_limit_window": args.window,
+        **webhook_options(args),
     }
     with contextlib.suppress(KeyboardInterrupt):
         try:
