@@ -403,11 +403,14 @@ async def test_idempotency_key_is_the_documented_function_of_content(
 
 
 async def test_resubmission_after_finish_returns_the_original_job(
-    batcher: ta.RewardBatcher, thanx_emulator: ThanxEmulator
+    thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator
 ) -> None:
-    """Same content after the batch finished: same key, original job, no second reward."""
-    first = await batcher.issue(email(1))
-    again = await batcher.issue(email(1))
+    """Same content after the batch finished, nothing remembered: same key, original job."""
+    async with ta.RewardBatcher(
+        thanx_client, max_wait=0.05, recent_results=0, **PARTITION
+    ) as batcher:
+        first = await batcher.issue(email(1))
+        again = await batcher.issue(email(1))
     assert again.job_id == first.job_id
     assert thanx_emulator.state.issued_count("email", email(1)) == 1
     assert len(thanx_emulator.state.jobs) == 1

@@ -32,11 +32,12 @@ from thanx_async._accumulator import (
 )
 from thanx_async._client import MAX_IDENTIFIERS, ThanxClient
 from thanx_async._durable import Durable
-from thanx_async._errors import BatcherClosedError
+from thanx_async._errors import BatcherClosedError, JobFailedError
 from thanx_async._identifiers import Identifier, check_raw, check_text_argument, normalise
 from thanx_async._jobs import JobTracker
 from thanx_async._journal import Journal
 from thanx_async._outcomes import IssuanceOutcome
+from thanx_async._recent import DEFAULT_RECENT_RESULTS, RecentResults
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._runner import BatchRunner
 
@@ -96,8 +97,13 @@ class RewardBatcher:
             batches of different applications apart.
         journal: a path for a SQLite journal, or a :class:`Journal`, making
             ``submit`` durable and the work crash-safe.
-        dedupe_window: with a journal, seconds a finished result answers a
-            resubmission of the same (partition, identifier, dedupe key).
+        dedupe_window: seconds a finished result answers a resubmission of the
+            same (partition, identifier, dedupe key) instead of issuing again:
+            looked up in the journal, or without one in memory (the last
+            ``recent_results`` results).
+        recent_results: without a journal, how many finished results are
+            remembered in memory to answer resubmissions (about 190 bytes
+            each; 0 remembers none). With a journal the journal remembers.
 
     Example:
         >>> async def main(client: ThanxClient) -> None:
@@ -123,6 +129,7 @@ class RewardBatcher:
         namespace: str = "",
         journal: str | os.PathLike[str] | Journal | None = None,
         dedupe_window: float = 86_400.0,
+        recent_results: int = DEFAULT_RECENT_RESULTS,
     ) -> None:
         if not 1 <= max_batch_size <= MAX_IDENTIFIERS:
             raise ValueError(f"max_batch_size must be 1..{MAX_IDENTIFIERS}, got {max_batch_size}")
@@ -139,7 +146,10 @@ class RewardBatcher:
         self._close_timeout = close_timeout
         self._namespace = namespace
         self._counters = Counters()
-        self._resolver = Resolver(max_pending, self._counters)
+        if recent_results < 0 or dedupe_window < 0:
+            raise ValueError("recent_results and dedupe_window must be >= 0")
+        recent = None if journal is not None else RecentResults(recent_results, dedupe_window)
+        self._resolver = Resolver(max_pending, self._counters, recent)
         self._tracker = JobTracker(client, job_timeout=None, on_poll=self._count_poll)
         self._runner = BatchRunner(
             client=client,
@@ -239,6 +249,12 @@ class RewardBatcher:
         resolver = self._resolver
         known = resolver.unresolved.get(partition)
         entry = None if known is None else known.get(key)
+        recent = resolver.recent
+        if entry is None and recent is not None and recent.results:
+            result = recent.get(partition, key)
+            if result is not None:  # finished within dedupe_window: the same answer again
+                self._counters.submitted += 1
+                return _answered(result)
         if entry is None:
             if resolver.pending < resolver.max_pending and not resolver.waiting:
                 resolver.pending += 1  # Resolver.try_admit(), inline
@@ -577,3 +593,15 @@ class RewardBatcher:
 
     def _count_poll(self) -> None:
         self._counters.polls += 1
+
+
+def _answered(result: IssuanceOutcome | BaseException) -> asyncio.Future[IssuanceOutcome]:
+    """A future already resolved with a remembered result."""
+    future: asyncio.Future[IssuanceOutcome] = asyncio.get_running_loop().create_future()
+    if isinstance(result, JobFailedError):
+        future.set_exception(JobFailedError(result.job))  # a fresh one: tracebacks pile up
+    elif isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+    return future

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import attrs
 
 from thanx_async._accumulator import HAS_CALLER, Entry, EntryKey, Partition
-from thanx_async._errors import BatcherClosedError
+from thanx_async._errors import BatcherClosedError, JobFailedError
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
+from thanx_async._recent import RecentResults, Result
 
 __all__ = ["Counters", "Resolver"]
 
@@ -38,7 +39,9 @@ class Counters:
 class Resolver:
     """Owns the unresolved entries, the pending-slot count and the FIFO of waiting submitters."""
 
-    def __init__(self, max_pending: int, counters: Counters) -> None:
+    def __init__(
+        self, max_pending: int, counters: Counters, recent: RecentResults | None = None
+    ) -> None:
         #: Per partition, so the common key is just the value (no tuple per entry).
         self.unresolved: dict[Partition, dict[EntryKey, Entry]] = {}
         self.pending = 0
@@ -46,6 +49,8 @@ class Resolver:
         self.max_pending = max_pending
         self.waiting: deque[asyncio.Future[None]] = deque()
         self._counters = counters
+        #: Where results are remembered for resubmissions (None with a journal).
+        self.recent = recent
 
     def try_admit(self) -> bool:
         """Take a pending slot if one is free and nobody waits for one (no await needed)."""
@@ -124,11 +129,13 @@ class Resolver:
             self._counters.failed += 1
         else:
             self._counters.unknown += 1
+        if self.recent is not None and outcome.job_id is not None:
+            self.recent.remember(entry.partition, entry.key, outcome)
         for caller in entry.callers():
             if not caller.done():
                 caller.set_result(outcome)
 
-    def settle_by_verdict(
+    def settle_by_verdict(  # noqa: PLR0912 - the loop 10,000 outcomes go through, inlined
         self, partition: Partition, entries: Sequence[Entry], start: int, verdict: JobVerdict
     ) -> None:
         """Settle a run of a batch's entries (the first at ``start``) with its job's verdict.
@@ -141,12 +148,18 @@ class Resolver:
             return
         issued_status, failed_status = OutcomeStatus.ISSUED, OutcomeStatus.FAILED
         settled = issued = failed = 0
+        remembering = self.recent is not None
+        keys: list[EntryKey] = []
+        results: list[Result] = []
         for entry, outcome in zip(entries, verdict.outcomes(start, entries), strict=True):
             value, dedupe_key = entry.value, entry.dedupe_key
             key = value if dedupe_key is None else (value, dedupe_key)
             if known.get(key) is not entry:
                 continue  # already ended (failed, or settled from elsewhere)
             del known[key]
+            if remembering:
+                keys.append(key)
+                results.append(outcome)
             settled += 1
             if outcome.status is issued_status:
                 issued += 1
@@ -160,6 +173,8 @@ class Resolver:
                         other.set_result(outcome)
         if not known and self.unresolved.get(partition) is known:
             del self.unresolved[partition]
+        if keys and self.recent is not None:
+            self.recent.remember_many(partition, keys, results)
         counters = self._counters
         counters.issued += issued
         counters.failed += failed
@@ -171,6 +186,8 @@ class Resolver:
         """End an entry with an error for every caller."""
         if not self.forget(entry):
             return
+        if self.recent is not None and isinstance(exc, JobFailedError):
+            self.recent.remember(entry.partition, entry.key, exc)
         self._counters.failed += 1
         self.detach(entry, exc)
 
