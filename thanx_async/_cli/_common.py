@@ -42,6 +42,7 @@ __all__ = [
     "RedactingFilter",
     "check_base_url",
     "configure_logging",
+    "plural",
     "describe_error",
     "redact",
     "resolve_credentials",
@@ -220,6 +221,11 @@ def resolve_credentials(
         )
     add_secret(access_token)
     return Credentials(client_id=client_id, access_token=access_token, base_url=base_url)
+
+
+def plural(count: int, word: str) -> str:
+    """``1 identifier``, ``2 identifiers``, ``1,000 rows``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def check_base_url(base_url: str, source: str = "THANX_BASE_URL") -> None:

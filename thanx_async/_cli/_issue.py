@@ -34,6 +34,7 @@ from thanx_async._cli._common import (
     Consoles,
     Credentials,
     describe_error,
+    plural,
 )
 from thanx_async._cli._drive import Outstanding, StopSignal, drive
 from thanx_async._cli._input import BadRow, InputError, Row, parse_row, read_rows
@@ -105,7 +106,8 @@ def _scan(source: InputSource, options: IssueOptions, consoles: Consoles) -> Sca
             "(fine if it is meant to; a stray quote does this too)"
         )
     if len(scanned.spans) > MAX_SHOWN_SPANS:
-        consoles.warn(f"{len(scanned.spans) - MAX_SHOWN_SPANS:,} more rows run over several lines")
+        more = plural(len(scanned.spans) - MAX_SHOWN_SPANS, "more row")
+        consoles.warn(f"{more} run over several lines")
     return scanned
 
 
@@ -356,7 +358,8 @@ class _IssueRun:
         t = self.tally
         if t.invalid > MAX_SHOWN_INVALID:
             where = "the report lists them all" if self.report else "use --report to list them all"
-            self.consoles.warn(f"{t.invalid - MAX_SHOWN_INVALID:,} more invalid lines ({where})")
+            more = plural(t.invalid - MAX_SHOWN_INVALID, "more invalid line")
+            self.consoles.warn(f"{more} ({where})")
         self._show_not_issued(interrupted=interrupted)
         if self.input_error is not None:
             self.consoles.error(
@@ -368,7 +371,7 @@ class _IssueRun:
             self._explain_interruption()
             return EXIT_INTERRUPTED
         if t.unresolved:
-            self.consoles.warn(f"{t.unresolved:,} identifiers have no known outcome")
+            self.consoles.warn(f"{plural(t.unresolved, 'identifier')} without a known outcome")
         if t.invalid or t.failed or t.unknown or t.unresolved:
             return EXIT_FAILED
         return EXIT_OK
@@ -380,11 +383,11 @@ class _IssueRun:
         if not count:
             return
         if self.report is not None:
-            self.consoles.warn(f"{count:,} identifiers not issued: see {self.report.label}")
+            self.consoles.warn(f"{plural(count, 'identifier')} not issued: see {self.report.label}")
             return
         lines = [text for status, text in self.not_issued if status in statuses]
         first = "" if len(lines) == count else f" (the first {len(lines)})"
-        self.consoles.warn(f"{count:,} identifiers not issued{first}:")
+        self.consoles.warn(f"{plural(count, 'identifier')} not issued{first}:")
         for line in lines:
             self.consoles.note(f"  {line}")
         if len(lines) < count:
@@ -396,8 +399,8 @@ class _IssueRun:
             read = f"all {t.expected or t.read:,} rows were read"
         else:
             read = f"reading stopped after line {self.screened_to:,}"
-        message = f"Interrupted: {read}; {t.unresolved:,} identifiers unresolved"
-        message += f", {t.not_sent:,} rows not sent." if t.not_sent else "."
+        message = f"Interrupted: {read}; {plural(t.unresolved, 'identifier')} unresolved"
+        message += f", {plural(t.not_sent, 'row')} not sent." if t.not_sent else "."
         if o.journal is not None:
             message += (
                 f" The journal {o.journal} holds them: run the same command again to "
