@@ -325,5 +325,5 @@ def test_emulator_command_serves_until_interrupted(stop: signal.Signals) -> None
             out, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert "Emulator summary:" in out
-    assert "rewards issued         1  to 1 people" in out
+    assert "rewards issued         1  to 1 person" in out
     assert "nobody rewarded twice for the same campaign variant" in out

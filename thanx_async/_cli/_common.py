@@ -42,8 +42,8 @@ __all__ = [
     "RedactingFilter",
     "check_base_url",
     "configure_logging",
-    "plural",
     "describe_error",
+    "plural",
     "redact",
     "resolve_credentials",
 ]

@@ -67,6 +67,10 @@ def summary(state: EmulatorState) -> dict[str, Any]:
     }
 
 
+def _people(count: int) -> str:
+    return f"{count:,} {'person' if count == 1 else 'people'}"
+
+
 def format_summary(state: EmulatorState) -> str:
     """The summary as a few lines of text (printed when the standalone emulator stops)."""
     data = summary(state)
@@ -81,14 +85,14 @@ def format_summary(state: EmulatorState) -> str:
     if data["idempotent_replays"]:
         lines.append(f"  idempotent replays {data['idempotent_replays']:>5,}")
     lines.append(
-        f"  rewards issued  {rewards['issued']:>8,}  to {rewards['people']:,} people "
+        f"  rewards issued  {rewards['issued']:>8,}  to {_people(rewards['people'])} "
         f"({rewards['revoked']:,} revoked since)"
     )
     twice = rewards["rewarded_more_than_once"]
     lines.append(
         "  nobody rewarded twice for the same campaign variant"
         if not twice
-        else f"  {twice:,} people rewarded more than once for the same campaign variant"
+        else f"  {_people(twice)} rewarded more than once for the same campaign variant"
     )
     return "\n".join(lines)
 
