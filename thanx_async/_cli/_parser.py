@@ -99,8 +99,11 @@ def _add_issue(commands: argparse._SubParsersAction[_Parser], creds: _Parser) ->
         description=(
             "Issue one campaign variant's reward to every identifier read from FILE (or stdin): "
             "a CSV with a column named email, phone or identifier (detected), or one "
-            "identifier per line. Invalid lines are reported with their line numbers and "
-            "skipped. Exit status 1 when any identifier was not issued."
+            "identifier per line. The whole input is read and checked, and the merchant, "
+            "campaign and variant with the API, before anything is sent (a pipe is copied to "
+            "a temporary file first). Invalid lines are reported with their line numbers and "
+            "skipped. Exit status 1 when any identifier was not issued, 2 when nothing was sent "
+            "because of a usage error."
         ),
     )
     issue.add_argument("source", nargs="?", default="-", metavar="FILE", help="input, - = stdin")
