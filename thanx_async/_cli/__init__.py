@@ -2,7 +2,8 @@
 
 Commands::
 
-    thanx-async issue --merchant M --campaign C --variant V [FILE|-] [--report R] [--journal J]
+    thanx-async issue --merchant M --campaign C --variant V [FILE|-]
+                      [--report R] [--journal J] [--yes]
     thanx-async job get|wait|revoke JOB_ID --merchant M [--json]
     thanx-async campaigns list --merchant M [--json]
     thanx-async scopes [--json]
@@ -75,6 +76,7 @@ def _command(args: argparse.Namespace, consoles: Consoles) -> _Command:
             max_wait=args.max_wait,
             grace=args.grace,
             progress=not args.no_progress,
+            yes=args.yes,
         )
         return lambda: run_issue(issue, creds, consoles)
     as_json: bool = args.json

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 from types import TracebackType
 from typing import Any, Self
@@ -17,6 +18,7 @@ from thanx_async.testing._catalog import (
     DEFAULT_MERCHANT_ID,
     DEFAULT_VARIANT_ID,
 )
+from thanx_async.testing._inspect import PREFIX, format_summary
 from thanx_async.testing._records import DEFAULT_ACCESS_TOKEN, DEFAULT_CLIENT_ID
 from thanx_async.testing._state import EmulatorState
 from thanx_async.testing._webhook_options import (
@@ -126,7 +128,7 @@ class ThanxEmulator:
 
 
 async def run_forever(port: int, host: str = "127.0.0.1", **options: Any) -> None:
-    """Serve until cancelled, printing the URL and the default credentials first."""
+    """Serve until cancelled (Ctrl-C) or SIGTERM; print the URL first and a summary at the end."""
     async with ThanxEmulator(host=host, port=port, **options) as emulator:
         print(  # noqa: T201 - this is the command's output
             f"Thanx API emulator listening on {emulator.url}\n"
@@ -134,11 +136,25 @@ async def run_forever(port: int, host: str = "127.0.0.1", **options: Any) -> Non
             f"  Authorization: Bearer {DEFAULT_ACCESS_TOKEN}\n"
             f"  merchant_id={DEFAULT_MERCHANT_ID} campaign_id={DEFAULT_CAMPAIGN_ID} "
             f"variant_id={DEFAULT_VARIANT_ID}\n"
+            f"  what it saw: {emulator.url}{PREFIX}/summary (also {PREFIX}/requests, "
+            f"{PREFIX}/ledger)\n"
             f"{webhook_banner(emulator.state.webhooks)}"
             "Press Ctrl+C to stop.",
             flush=True,
         )
-        await asyncio.Event().wait()
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled = False
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # `kill` (as after `thanx-async emulator &`) ends it like Ctrl-C: with the summary.
+            loop.add_signal_handler(signal.SIGTERM, stopped.set)
+            handled = True
+        try:
+            await stopped.wait()
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGTERM)
+            print(format_summary(emulator.state), flush=True)  # noqa: T201 - command output
 
 
 def _parser() -> argparse.ArgumentParser:
