@@ -186,20 +186,12 @@ def _add_emulator(commands: argparse._SubParsersAction[_Parser]) -> None:
     port = _number(int, 0, 65_535)
     add("--port", type=port, default=8400, metavar="N", help="port (0 picks a free one)")
     add("--host", default="127.0.0.1", metavar="ADDR", help="address to bind")
-<<<<<<< HEAD
-    add("--speed", type=float, default=20_000.0, metavar="N", help="identifiers/s per job")
-    add("--start-delay", type=float, default=0.2, metavar="S", help="seconds before a job starts")
-    add("--per-second", type=int, default=5, metavar="N", help="requests per second (0: off)")
-    add("--per-window", type=int, default=2000, metavar="N", help="requests per window (0: off)")
-    add("--window", type=float, default=900.0, metavar="S", help="the long window, in seconds")
-    add_webhook_arguments(emulator)
-=======
     add("--speed", type=_POSITIVE, default=20_000.0, metavar="N", help="identifiers/s per job")
     add("--start-delay", type=_SECONDS, default=0.2, metavar="S", help="seconds before jobs start")
     add("--per-second", type=_COUNT, default=5, metavar="N", help="requests per second (0: off)")
     add("--per-window", type=_COUNT, default=2000, metavar="N", help="requests per window (0: off)")
     add("--window", type=_POSITIVE, default=900.0, metavar="S", help="the long window, in seconds")
->>>>>>> cli
+    add_webhook_arguments(emulator)
 
 
 def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
