@@ -54,6 +54,7 @@ async def crash(batcher: ta.RewardBatcher) -> None:
     durable = batcher._durable
     assert durable is not None
     journal = durable.journal
+    assert isinstance(journal, Journal)
     journal._ops.clear()
     if durable._ratelog_timer is not None:
         durable._ratelog_timer.cancel()
@@ -85,9 +86,9 @@ def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
-async def settled(journal: Journal | None) -> None:
+async def settled(journal: object) -> None:
     """Wait until every queued journal write is committed."""
-    assert journal is not None
+    assert isinstance(journal, Journal)
     while journal._ops or journal._writer is not None:  # noqa: ASYNC110 - polling private state
         await asyncio.sleep(0.01)
 

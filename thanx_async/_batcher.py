@@ -36,6 +36,7 @@ from thanx_async._errors import BatcherClosedError, JobFailedError
 from thanx_async._identifiers import Identifier, check_raw, check_text_argument, normalise
 from thanx_async._jobs import JobTracker
 from thanx_async._journal import Journal
+from thanx_async._journal_protocol import JournalBackend
 from thanx_async._outcomes import IssuanceOutcome
 from thanx_async._recent import DEFAULT_RECENT_RESULTS, RecentResults
 from thanx_async._resolution import Counters, Resolver
@@ -127,7 +128,7 @@ class RewardBatcher:
         job_timeout: float | None = 600.0,
         close_timeout: float = 60.0,
         namespace: str = "",
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JournalBackend | None = None,
         dedupe_window: float = 86_400.0,
         recent_results: int = DEFAULT_RECENT_RESULTS,
     ) -> None:
@@ -137,7 +138,7 @@ class RewardBatcher:
             raise ValueError("max_wait must be >= 0")
         if max_pending < 1 or max_in_flight < 1:
             raise ValueError("max_pending and max_in_flight must be >= 1")
-        if journal is not None and not isinstance(journal, Journal):
+        if isinstance(journal, (str, os.PathLike)):
             journal = Journal(journal, dedupe_window=dedupe_window)
         self._client = client
         self._defaults = (merchant_id, campaign_id, variant_id)

@@ -20,19 +20,14 @@ from thanx_async._accumulator import Admission, Entry, Partition, SealedBatch, n
 from thanx_async._client import ThanxClient
 from thanx_async._errors import BatcherClosedError, JobFailedError, JournalError
 from thanx_async._identifiers import IdentifierType
-from thanx_async._journal import (
-    Existing,
-    Journal,
-    Recorded,
-    Recovered,
-    RecoveredItem,
-    log_failed_write,
-)
+from thanx_async._journal import log_failed_write
+from thanx_async._journal_format import Existing, Recorded, Recovered, RecoveredItem
+from thanx_async._journal_protocol import JournalBackend, RateLogStore
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import JobVerdict
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._serde import job_from_dict
-from thanx_async._transport._ratelimit import SlidingWindowLimiter
+from thanx_async._transport._ratelimit import PersistentRateLog
 
 __all__ = ["Durable"]
 
@@ -49,7 +44,7 @@ class Durable:
 
     def __init__(
         self,
-        journal: Journal,
+        journal: JournalBackend,
         *,
         client: ThanxClient,
         resolver: Resolver,
@@ -86,10 +81,10 @@ class Durable:
             self._ratelog_timer.cancel()
         if not self._open:
             return
-        limiter = self._client.limiter
-        if isinstance(limiter, SlidingWindowLimiter):
+        limiter, journal = self._client.limiter, self.journal
+        if isinstance(limiter, PersistentRateLog) and isinstance(journal, RateLogStore):
             try:
-                await self.journal.save_ratelog(limiter.snapshot())
+                await journal.save_ratelog(limiter.snapshot())
             except JournalError:
                 logger.exception("journal write failed")
         await self.journal.aclose()
@@ -193,7 +188,7 @@ class Durable:
 
     def _recover(self, recovered: Recovered) -> None:
         limiter = self._client.limiter
-        if recovered.ratelog and isinstance(limiter, SlidingWindowLimiter):
+        if recovered.ratelog and isinstance(limiter, PersistentRateLog):
             limiter.restore(recovered.ratelog)
         for item in recovered.unsealed:
             self._enqueue(self._recovered_entry(item))
@@ -225,12 +220,12 @@ class Durable:
         return entry
 
     def _schedule_ratelog(self) -> None:
-        limiter = self._client.limiter
-        if not isinstance(limiter, SlidingWindowLimiter):
+        limiter, journal = self._client.limiter, self.journal
+        if not isinstance(limiter, PersistentRateLog) or not isinstance(journal, RateLogStore):
             return  # a shared limiter keeps its own log
 
         def save() -> None:
-            self.journal.save_ratelog(limiter.snapshot()).add_done_callback(log_failed_write)
+            journal.save_ratelog(limiter.snapshot()).add_done_callback(log_failed_write)
             self._ratelog_timer = asyncio.get_running_loop().call_later(RATELOG_EVERY, save)
 
         self._ratelog_timer = asyncio.get_running_loop().call_later(RATELOG_EVERY, save)

@@ -27,7 +27,8 @@ from thanx_async._errors import (
     TransportError,
 )
 from thanx_async._jobs import JobTracker
-from thanx_async._journal import Journal, log_failed_write
+from thanx_async._journal import log_failed_write
+from thanx_async._journal_protocol import JournalBackend
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 from thanx_async._resolution import Counters, Resolver
@@ -54,7 +55,7 @@ class BatchRunner:
         tracker: JobTracker,
         resolver: Resolver,
         counters: Counters,
-        journal: Journal | None,
+        journal: JournalBackend | None,
         namespace: str,
         max_in_flight: int,
         job_timeout: float | None,
