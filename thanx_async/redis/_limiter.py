@@ -27,8 +27,6 @@ import itertools
 import logging
 import random
 import secrets
-from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Self
 
 try:
@@ -43,6 +41,8 @@ from thanx_async._config import RateLimit
 from thanx_async._errors import TransportError
 from thanx_async._transport._ratelimit import LimiterStats, Slot
 from thanx_async.redis._budget import Budget, short_window
+from thanx_async.redis._errands import TRANSIENT, Errands, backoff
+from thanx_async.redis._queue import WaitingLine
 from thanx_async.redis._scripts import budget_keys
 
 if TYPE_CHECKING:
@@ -52,16 +52,6 @@ __all__ = ["RedisRateLimiter"]
 
 logger = logging.getLogger("thanx_async.redis")
 
-#: Errors after which Redis may well answer again: retried, never sent past.
-_TRANSIENT = (
-    redis.exceptions.ConnectionError,  # also BusyLoadingError (a restarted Redis loading)
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,  # a failover in progress
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-)
-#: Backoff between attempts to reach Redis: full jitter under a cap doubling to 2 s.
-_FIRST_BACKOFF, _MAX_BACKOFF = 0.05, 2.0
 #: The most a refused request sleeps beyond its computed wait.
 _JITTER = 0.01
 #: How much later than the polls a foreground request wakes when it is their turn.
@@ -75,41 +65,6 @@ _CLOSE_GRACE = 5.0
 #: The socket timeouts of a connection the limiter opens itself (a script takes
 #: well under a millisecond; an unanswered one should fail fast and be retried).
 _SOCKET_TIMEOUT = 5.0
-
-
-class _Waiter:
-    __slots__ = ("done", "turn")
-
-    def __init__(self, turn: asyncio.Future[None]) -> None:
-        self.turn = turn  # resolved when this waiter is the head of its queue
-        self.done = False
-
-
-class _Queue:
-    """One class of requests, FIFO; only its head asks Redis."""
-
-    __slots__ = ("alive", "background", "refused", "registered", "waiters")
-
-    def __init__(self, background: bool) -> None:
-        self.background = background
-        self.waiters: deque[_Waiter] = deque()
-        self.alive = 0  # waiters not done
-        self.refused = False  # the head is sleeping on a refusal
-        self.registered = False  # this process is in the fleet's waiting set of the class
-
-    def advance(self) -> None:
-        """Drop finished waiters from the front and give the turn to the next one."""
-        waiters = self.waiters
-        while waiters and waiters[0].done:
-            waiters.popleft()
-        if waiters and not waiters[0].turn.done():
-            waiters[0].turn.set_result(None)
-
-    def fail(self, error: TransportError) -> None:
-        """Fail every waiter still waiting for its turn (Redis is down for all of them)."""
-        for waiter in self.waiters:
-            if not waiter.done and not waiter.turn.done():
-                waiter.turn.set_exception(error)
 
 
 class _RedisSlot:
@@ -224,11 +179,11 @@ class RedisRateLimiter:
         elif client_id is not None:
             self.bind(client_id)
         self._short_limit = short_window(self.rate_limit)[1]
-        self._queues = (_Queue(background=False), _Queue(background=True))
+        self._queues = (WaitingLine(background=False), WaitingLine(background=True))
         self._outage: float | None = None  # loop time of the first unanswered attempt
         self._low = False  # the last answer left less than a short window's budget
         self._penalties: set[asyncio.Task[None]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._errands = Errands()
         self._in_flight = self._queued = 0
         self._granted = self._waited = self._rate_limited_count = 0
         self._wait_seconds = 0.0
@@ -323,12 +278,7 @@ class RedisRateLimiter:
         A client passed in stays open. The limiter stays usable: it reconnects
         when asked for budget again.
         """
-        tasks = self._tasks | self._penalties
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=_CLOSE_GRACE)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        await self._errands.drain(_CLOSE_GRACE)
         if self._url is not None and self._redis is not None:
             own, self._redis = self._redis, None
             await own.aclose()
@@ -345,18 +295,15 @@ class RedisRateLimiter:
         loop = asyncio.get_running_loop()
         started = loop.time()
         queue = self._queues[background]
-        waiter = _Waiter(loop.create_future())
-        queue.waiters.append(waiter)
-        queue.alive += 1
+        waiter = queue.join(loop)
         self._queued += 1
-        waited = queue.waiters[0] is not waiter
+        waited = not waiter.turn.done()
         if waited:
             self._waited += 1
-        else:
-            waiter.turn.set_result(None)
-        granted = False
+        granted = head = False
         try:
             await waiter.turn
+            head = True
             request_id, refused = await self._ask(budget, queue)
             granted = True
             if refused and not waited:
@@ -364,9 +311,9 @@ class RedisRateLimiter:
                 self._waited += 1
             return request_id
         finally:
-            waiter.done = True
-            queue.alive -= 1
-            queue.refused = False
+            queue.leave(waiter)
+            if head:
+                queue.refused = False
             self._queued -= 1
             if waited:
                 self._wait_seconds += loop.time() - started
@@ -374,10 +321,11 @@ class RedisRateLimiter:
                 # The last waiting request of its class gave up: the other class
                 # need not leave room for it any more.
                 queue.registered = False
-                self._spawn(functools.partial(budget.unregister, background), "unregister")
-            queue.advance()
+                self._errands.run(
+                    functools.partial(budget.unregister, background), "unregister", _PATIENCE
+                )
 
-    async def _ask(self, budget: Budget, queue: _Queue) -> tuple[str, bool]:
+    async def _ask(self, budget: Budget, queue: WaitingLine) -> tuple[str, bool]:
         """As the head of ``queue``: ask until granted; returns the id and whether refused."""
         background = queue.background
         refused = False
@@ -393,11 +341,11 @@ class RedisRateLimiter:
                 grant = await budget.grant(request_id, background=background, more=more)
             except asyncio.CancelledError:
                 # The grant may have been recorded before we stopped listening.
-                self._spawn(functools.partial(budget.discard, request_id), "discard")
+                self._discard(budget, request_id)
                 raise
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 if isinstance(exc, redis.exceptions.TimeoutError):
-                    self._spawn(functools.partial(budget.discard, request_id), "discard")
+                    self._discard(budget, request_id)
                 failures += 1
                 await self._unreachable(queue, exc, failures)
                 continue
@@ -420,25 +368,28 @@ class RedisRateLimiter:
             defer = _DEFER if grant.defer else 0.0
             await asyncio.sleep(max(0.001, grant.wait) + jitter + defer)
 
-    async def _unreachable(self, queue: _Queue, exc: Exception, failures: int) -> None:
+    async def _unreachable(self, queue: WaitingLine, exc: Exception, failures: int) -> None:
         """Wait before the next attempt, or fail if Redis has been unreachable too long."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._outage is None:
             self._outage = now
         if now - self._outage >= self._unreachable_timeout:
-            error = TransportError(
+            message = (
                 f"the rate budget in Redis was unreachable for {now - self._outage:.1f}s "
                 f"({type(exc).__name__}); nothing was sent"
             )
-            queue.fail(error)  # those behind us wait for the same Redis
-            raise error from exc
-        logger.warning(
-            "the rate budget in Redis is unreachable (%s); nothing is sent meanwhile",
-            type(exc).__name__,
-        )
-        cap = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (failures - 1))
-        await asyncio.sleep(random.uniform(0.0, cap))  # noqa: S311 - not crypto
+            queue.fail(message)  # those behind us wait for the same Redis
+            raise TransportError(message) from exc
+        if failures == 1:
+            logger.warning(
+                "the rate budget in Redis is unreachable (%s); nothing is sent meanwhile",
+                type(exc).__name__,
+            )
+        await asyncio.sleep(backoff(failures))
+
+    def _discard(self, budget: Budget, request_id: str) -> None:
+        self._errands.run(functools.partial(budget.discard, request_id), "discard", _PATIENCE)
 
     # -- holding and giving back -------------------------------------------
 
@@ -454,7 +405,7 @@ class RedisRateLimiter:
         budget = self._budget
         assert budget is not None  # a slot was granted
         renew = functools.partial(budget.renew, slot.request_id)
-        self._spawn(renew, "renew", patience=self._lease / 3)
+        self._errands.run(renew, "renew", self._lease / 3)
         self._schedule_renewal(slot)
 
     def _exited(self, slot: _RedisSlot) -> None:
@@ -464,7 +415,8 @@ class RedisRateLimiter:
             slot.renewal.cancel()
         budget = self._budget
         assert budget is not None  # a slot was granted
-        self._spawn(functools.partial(budget.release, slot.request_id), "release")
+        release = functools.partial(budget.release, slot.request_id)
+        self._errands.run(release, "release", _PATIENCE)
 
     def _rate_limited(self, retry_after: float | None) -> None:
         self._rate_limited_count += 1
@@ -475,33 +427,6 @@ class RedisRateLimiter:
             pause = await budget.penalize(retry_after)
             logger.warning("429 from the server: every process pauses %.2fs", pause)
 
-        task = self._spawn(penalize, "429 report")
+        task = self._errands.run(penalize, "429 report", _PATIENCE)
         self._penalties.add(task)
         task.add_done_callback(self._penalties.discard)
-
-    def _spawn(
-        self, op: Callable[[], Awaitable[None]], what: str, *, patience: float = _PATIENCE
-    ) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._persist(op, what, patience))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _persist(self, op: Callable[[], Awaitable[None]], what: str, patience: float) -> None:
-        """Run ``op`` until Redis takes it, for at most ``patience`` seconds; log, never raise."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + patience
-        for attempt in itertools.count(1):
-            try:
-                await op()
-            except _TRANSIENT as exc:
-                cap = min(_MAX_BACKOFF, _FIRST_BACKOFF * 2 ** (attempt - 1))
-                if loop.time() + cap > give_up:
-                    logger.warning("gave up a %s in Redis (%s)", what, type(exc).__name__)
-                    return
-                await asyncio.sleep(random.uniform(0.0, cap))  # noqa: S311 - not crypto
-            except Exception:  # a background task must never die silently
-                logger.exception("a %s in Redis failed", what)
-                return
-            else:
-                return
