@@ -234,6 +234,11 @@ class RedisRateLimiter:
         True while a request of this process waits for budget, or when the last
         answer from Redis left less than one short window's worth of requests
         in the long window.
+
+        Example::
+
+            if limiter.saturated:
+                ...  # the budget binds: fuller batches are worth more than early ones
         """
         return self._low or any(queue.refused for queue in self._queues)
 
@@ -247,11 +252,24 @@ class RedisRateLimiter:
             TransportError: Redis could not be reached (nothing was sent).
             ValueError: the limiter knows no client id (pass ``client_id`` or
                 give it to a :class:`~thanx_async.ThanxClient`).
+
+        Example::
+
+            async with limiter.slot() as slot:
+                response = await send()
+                if response.status == 429:
+                    slot.rate_limited(retry_after)  # pauses every process
         """
         return _RedisSlot(self, background)
 
     def stats(self) -> LimiterStats:
-        """This process's counters (the fleet's budget is in Redis)."""
+        """This process's counters (the fleet's budget is in Redis).
+
+        Example::
+
+            stats = limiter.stats()
+            print(stats.granted, stats.waited, stats.wait_seconds, stats.rate_limited)
+        """
         return LimiterStats(
             granted=self._granted,
             waited=self._waited,
