@@ -142,3 +142,24 @@ async def test_a_log_redis_lost_is_rebuilt_from_each_process(own_redis_server: R
     assert granted >= finishes[0] + 1.0 - 0.01
     assert granted <= finishes[0] + 1.0 + 0.2
     await limiter.aclose()
+
+
+async def test_a_redis_refusing_the_credentials_fails_at_once(
+    own_redis_server: RedisServer,
+) -> None:
+    """A wrong Redis password is not waited out: TransportError at once, the password not shown."""
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(own_redis_server.url)
+    await admin.config_set("requirepass", "right-secret")
+    await admin.aclose()
+    url = own_redis_server.url.replace("redis://", "redis://:wrong-secret@")
+    limiter = RedisRateLimiter(url, client_id="c", unreachable_timeout=30.0)
+    started = time.monotonic()
+    with pytest.raises(ta.TransportError, match="refused this client") as caught:
+        async with limiter.slot():
+            pytest.fail("a slot was granted without Redis")
+    assert time.monotonic() - started < 2.0
+    assert "secret" not in str(caught.value)
+    assert "secret" not in repr(limiter)
+    await limiter.aclose()

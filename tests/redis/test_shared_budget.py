@@ -280,3 +280,17 @@ async def test_a_flushed_script_cache_is_reloaded(
     async with limiter.slot():
         pass
     assert limiter.stats().granted == 2
+
+
+def test_bad_arguments_are_refused_at_once(redis_server: RedisServer) -> None:
+    """A synchronous client, a malformed URL, both names or a lease <= 0 fail on construction."""
+    import redis as sync_redis
+
+    with pytest.raises(TypeError, match=r"redis\.asyncio client, not Redis"):
+        RedisRateLimiter(sync_redis.Redis())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="scheme"):
+        RedisRateLimiter("http://127.0.0.1:6379")
+    with pytest.raises(ValueError, match="lease"):
+        RedisRateLimiter(redis_server.url, lease=0)
+    with pytest.raises(ValueError, match="not both"):
+        RedisRateLimiter(redis_server.url, client_id="a", key="b")

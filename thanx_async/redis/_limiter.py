@@ -8,8 +8,9 @@ background (job polls). Only the head of each class asks Redis; a refused head
 sleeps the wait the script computed (plus a little jitter, so processes waiting
 for the same instant do not all ask at once) and asks again; it never spins.
 Between classes, and between processes, the script decides: while any
-process has foreground requests waiting, background ones get about every third
-grant.
+process has foreground requests waiting, background ones get at most every
+third grant (and are not starved: when it is their turn, waiting foreground
+requests wake a little later than them).
 
 Redis unreachable: nothing is sent. The heads retry with backoff; once Redis
 has not answered for ``unreachable_timeout`` seconds, waiting requests fail with
@@ -131,7 +132,10 @@ class RedisRateLimiter:
 
     Raises:
         ValueError: both ``client_id`` and ``key`` given, a ``key`` with braces,
-            or a ``lease`` / ``unreachable_timeout`` that is not > 0.
+            a ``lease`` / ``unreachable_timeout`` that is not > 0, or a
+            malformed URL.
+        TypeError: neither a URL nor a ``redis.asyncio`` client (a synchronous
+            ``redis.Redis`` cannot serve an asyncio limiter).
 
     Example::
 
@@ -165,8 +169,14 @@ class RedisRateLimiter:
         self._redis: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None
         if isinstance(url_or_client, str):
             self._url = url_or_client
-        else:
+            self._connection()  # a malformed URL fails here, not at the first request
+        elif isinstance(url_or_client, redis.asyncio.Redis | redis.asyncio.RedisCluster):
             self._redis = url_or_client
+        else:
+            raise TypeError(
+                "RedisRateLimiter takes a Redis URL or a redis.asyncio client, "
+                f"not {type(url_or_client).__name__}"
+            )
         self._lease = lease
         self._unreachable_timeout = unreachable_timeout
         self._token = secrets.token_hex(6)  # this process (limiter) among the fleet
@@ -293,8 +303,9 @@ class RedisRateLimiter:
     async def aclose(self) -> None:
         """Let pending releases reach Redis, then close the connection the limiter opened.
 
-        A client passed in stays open. The limiter stays usable: it reconnects
-        when asked for budget again.
+        Waits up to 5 seconds for releases and 429 reports still on their way
+        to Redis. A client passed in stays open. The limiter stays usable: it
+        reconnects when asked for budget again.
         """
         await self._errands.drain(_CLOSE_GRACE)
         if self._url is not None and self._redis is not None:
@@ -361,6 +372,14 @@ class RedisRateLimiter:
                 # The grant may have been recorded before we stopped listening.
                 self._discard(budget, request_id)
                 raise
+            except (
+                redis.exceptions.AuthenticationError,
+                redis.exceptions.AuthorizationError,
+            ) as exc:  # a wrong password does not heal by waiting
+                raise TransportError(
+                    f"the rate budget in Redis refused this client ({type(exc).__name__}); "
+                    "nothing was sent"
+                ) from exc
             except TRANSIENT as exc:
                 if isinstance(exc, redis.exceptions.TimeoutError):
                     self._discard(budget, request_id)
