@@ -118,6 +118,8 @@ class ThanxClient:
         # Only a session we created ourselves is worth a ResourceWarning.
         self._http = self._transport if isinstance(self._transport, AiohttpTransport) else None
         self.limiter: RateLimiter = limiter or SlidingWindowLimiter(self.rate_limit)
+        if (bind := getattr(self.limiter, "bind", None)) is not None:
+            bind(client_id)  # a shared limiter (thanx_async.redis) keys its budget by it
         self._requester = Requester(
             base_url=self.base_url,
             client_id=client_id,
@@ -176,6 +178,8 @@ class ThanxClient:
         """Close the session the client created (a session passed in stays open)."""
         self._closed = True
         await self._transport.aclose()
+        if (close := getattr(self.limiter, "aclose", None)) is not None:
+            await close()  # a shared limiter's connection (it reconnects if used again)
 
     def __del__(self) -> None:
         http = getattr(self, "_http", None)
