@@ -28,7 +28,7 @@ from thanx_async.redis import _scripts
 if TYPE_CHECKING:
     from thanx_async._config import RateLimit
 
-__all__ = ["Budget", "Grant", "short_window"]
+__all__ = ["Budget", "Grant"]
 
 _US = 1_000_000
 #: How long a waiting process's registration outlives its computed wait: enough
@@ -36,18 +36,6 @@ _US = 1_000_000
 _MARGIN = 2.0
 #: Times a grant puts this process's requests back into a log lost again meanwhile.
 _RESTORE_ROUNDS = 3
-
-
-def short_window(limit: RateLimit) -> tuple[float, int]:
-    """The short window as ``(seconds, requests)``: the rule every limiter here shares.
-
-    An integral ``per_second`` n admits n requests in any ``second``; a
-    non-integral r admits one request in any ``second / r``.
-    """
-    per_second = float(limit.per_second)
-    if per_second.is_integer():
-        return limit.second, int(per_second)
-    return limit.second / per_second, 1
 
 
 @attrs.frozen
@@ -96,7 +84,7 @@ class Budget:
         self._client: object = None
         self._scripts: dict[str, Any] = {}
         self.keys = keys
-        short_len, short_limit = short_window(limit)
+        short_len, short_limit = limit.short_window
         self._short = (round(short_len * _US), short_limit)
         self._long = (round(limit.window * _US), limit.per_window)
         self._horizon = max(self._short[0], self._long[0])

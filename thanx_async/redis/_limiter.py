@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
 from thanx_async._config import RateLimit
 from thanx_async._errors import TransportError
 from thanx_async._transport._ratelimit import LimiterStats, Slot
-from thanx_async.redis._budget import Budget, short_window
+from thanx_async.redis._budget import Budget
 from thanx_async.redis._errands import TRANSIENT, Errands, backoff
 from thanx_async.redis._queue import WaitingLine
 from thanx_async.redis._scripts import budget_keys
@@ -188,7 +188,7 @@ class RedisRateLimiter:
             self._budget = self._new_budget(budget_keys(key=key))
         elif client_id is not None:
             self.bind(client_id)
-        self._short_limit = short_window(self.rate_limit)[1]
+        self._short_limit = self.rate_limit.short_window[1]
         self._queues = (WaitingLine(background=False), WaitingLine(background=True))
         self._outage: float | None = None  # loop time of the first unanswered attempt
         self._low = False  # the last answer left less than a short window's budget
