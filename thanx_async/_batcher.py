@@ -12,10 +12,12 @@ admission is durable and work survives a crash (see ``_durable.py``).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self, cast
 
@@ -102,6 +104,14 @@ class RewardBatcher:
             same (partition, identifier, dedupe key) instead of issuing again:
             looked up in the journal, or without one in memory (the last
             ``recent_results`` results).
+        on_outcome: a plain or async callable given every outcome that has no
+            caller waiting for it: work resumed from the journal after a restart
+            or adopted from a dead process of the fleet, and outcomes whose
+            callers stopped waiting (a deadline passed, a future was cancelled
+            after its seal). An identifier whose batch failed comes as a
+            ``FAILED`` outcome with the error's text. Called on the event loop;
+            an exception it raises is logged, never lost silently; an async
+            one runs as a task, awaited (up to ``close_timeout``) by ``aclose()``.
         recent_results: without a journal, how many finished results are
             remembered in memory to answer resubmissions (about 190 bytes
             each; 0 remembers none). With a journal the journal remembers.
@@ -131,6 +141,7 @@ class RewardBatcher:
         journal: str | os.PathLike[str] | JournalBackend | None = None,
         dedupe_window: float = 86_400.0,
         recent_results: int = DEFAULT_RECENT_RESULTS,
+        on_outcome: Callable[[IssuanceOutcome], object] | None = None,
     ) -> None:
         if not 1 <= max_batch_size <= MAX_IDENTIFIERS:
             raise ValueError(f"max_batch_size must be 1..{MAX_IDENTIFIERS}, got {max_batch_size}")
@@ -151,32 +162,11 @@ class RewardBatcher:
             raise ValueError("recent_results and dedupe_window must be >= 0")
         recent = None if journal is not None else RecentResults(recent_results, dedupe_window)
         self._resolver = Resolver(max_pending, self._counters, recent)
+        self._on_outcome = on_outcome
+        self._resolver.on_orphan = self._orphan
+        self._callbacks: set[asyncio.Task[object]] = set()
+        self._unreported = 0  # outcomes nobody waited for, with no on_outcome to give them to
         self._tracker = JobTracker(client, job_timeout=None, on_poll=self._count_poll)
-        self._runner = BatchRunner(
-            client=client,
-            tracker=self._tracker,
-            resolver=self._resolver,
-            counters=self._counters,
-            journal=journal,
-            namespace=namespace,
-            max_in_flight=max_in_flight,
-            job_timeout=job_timeout,
-            spawn=self._spawn,
-            posted=self._posted,
-        )
-        self._partitions: dict[tuple[str, str, str], Partition] = {}
-        self._default_partition: Partition | None = None
-        self._open: dict[Partition, OpenBatch] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._unposted: dict[SealedBatch, asyncio.Event] = {}
-        self._started: asyncio.Future[None] | None = None
-        self._ready = False  # started without error: submit skips the start check
-        self._closing = False  # aclose() was called: no more admissions
-        self._final = False  # the last seal is done: a late admission stays journaled
-        self._closed = False  # every task stopped, the journal released
-        self._closer: asyncio.Task[None] | None = None
-        self._until_check = _CHECK_EVERY
-        self._yielded_at = 0.0
         self._durable = (
             None
             if journal is None
@@ -191,6 +181,34 @@ class RewardBatcher:
                 closed=lambda: self._final,
             )
         )
+        self._runner = BatchRunner(
+            client=client,
+            tracker=self._tracker,
+            resolver=self._resolver,
+            counters=self._counters,
+            journal=journal,
+            namespace=namespace,
+            max_in_flight=max_in_flight,
+            job_timeout=job_timeout,
+            spawn=self._spawn,
+            posted=self._posted,
+            join=None
+            if self._durable is None or self._durable.fleet is None
+            else self._durable.join,
+        )
+        self._partitions: dict[tuple[str, str, str], Partition] = {}
+        self._default_partition: Partition | None = None
+        self._open: dict[Partition, OpenBatch] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unposted: dict[SealedBatch, asyncio.Event] = {}
+        self._started: asyncio.Future[None] | None = None
+        self._ready = False  # started without error: submit skips the start check
+        self._closing = False  # aclose() was called: no more admissions
+        self._final = False  # the last seal is done: a late admission stays journaled
+        self._closed = False  # every task stopped, the journal released
+        self._closer: asyncio.Task[None] | None = None
+        self._until_check = _CHECK_EVERY
+        self._yielded_at = 0.0
 
     def __repr__(self) -> str:
         return f"<RewardBatcher pending={self._resolver.pending} open={len(self._open)}>"
@@ -438,6 +456,8 @@ class RewardBatcher:
         self._seal_all()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
+        if self._callbacks:
+            await asyncio.wait(set(self._callbacks), timeout=self._close_timeout)
 
     async def _finish_close(self) -> None:
         """End what is left, stop every task, release the journal; always runs to the end."""
@@ -462,6 +482,14 @@ class RewardBatcher:
         await self._tracker.aclose()
         if self._durable is not None:
             await self._durable.close()
+        for callback in list(self._callbacks):
+            callback.cancel()
+        await asyncio.gather(*self._callbacks, return_exceptions=True)
+        if self._unreported:
+            logger.info(
+                "%d outcomes had no caller waiting for them (pass on_outcome to receive them)%s",
+                self._unreported, "; they are recorded in the journal" if self._durable else "",
+            )  # fmt: skip
         self._closed = True
         c = self._counters
         (logger.warning if left else logger.info)(
@@ -478,6 +506,29 @@ class RewardBatcher:
                 ResourceWarning,
                 stacklevel=2,
             )
+
+    # -- outcomes nobody waits for ----------------------------------------------
+
+    def _orphan(self, outcome: IssuanceOutcome) -> None:
+        """Hand an outcome no caller waits for to ``on_outcome`` (never lost silently)."""
+        callback = self._on_outcome
+        if callback is None:
+            self._unreported += 1
+            return
+        try:
+            result = callback(outcome)
+        except Exception:
+            logger.exception("on_outcome raised for %s", outcome.identifier)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._callbacks.add(task)
+            task.add_done_callback(self._callback_done)
+
+    def _callback_done(self, task: asyncio.Task[object]) -> None:
+        self._callbacks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("on_outcome raised", exc_info=task.exception())
 
     # -- start and recovery ----------------------------------------------------
 

@@ -22,7 +22,7 @@ from thanx_async._errors import BatcherClosedError, JobFailedError, JournalError
 from thanx_async._identifiers import IdentifierType
 from thanx_async._journal import log_failed_write
 from thanx_async._journal_format import Existing, Recorded, Recovered, RecoveredItem
-from thanx_async._journal_protocol import JournalBackend, RateLogStore
+from thanx_async._journal_protocol import FleetJournal, JournalBackend, RateLogStore
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import JobVerdict
 from thanx_async._resolution import Counters, Resolver
@@ -68,17 +68,30 @@ class Durable:
         self._recorded_jobs: dict[int, IssuanceJob] = {}
         self._ratelog_timer: asyncio.TimerHandle | None = None
         self._open = False
+        #: The journal when it is shared by a fleet (joins and adoption), else None.
+        self.fleet = journal if isinstance(journal, FleetJournal) else None
+        self._adopter: asyncio.Task[None] | None = None
+        self._watching: set[asyncio.Future[Recorded | None]] = set()
 
     async def open(self) -> None:
         """Open the journal and resume what it holds."""
         self._recover(await self.journal.open())
         self._open = True
         self._schedule_ratelog()
+        if self.fleet is not None:
+            self._adopter = asyncio.get_running_loop().create_task(
+                self._adopt_forever(self.fleet), name="thanx_async journal adoption"
+            )
 
     async def close(self) -> None:
         """Save the rate log and close the file (queued writes are committed first)."""
         if self._ratelog_timer is not None:
             self._ratelog_timer.cancel()
+        if self._adopter is not None:
+            self._adopter.cancel()
+            await asyncio.gather(self._adopter, return_exceptions=True)
+        for watched in list(self._watching):
+            watched.cancel()
         if not self._open:
             return
         limiter, journal = self._client.limiter, self.journal
@@ -145,6 +158,8 @@ class Durable:
     def _admitted_one(self, entry: Entry, result: int | Recorded | Existing) -> None:
         if isinstance(result, Recorded):
             self._answer_from_record(entry, result)
+        elif isinstance(result, Existing) and self.fleet is not None:
+            self.join(entry, result.row_id)  # another process issues it: share its result
         elif isinstance(result, Existing):
             # Only after an unexpected failure of its batch (its rows stay for the
             # next start, which resumes them): joining it here is impossible.
@@ -172,6 +187,55 @@ class Durable:
                 )
             else:  # closing or not, an acknowledged identifier is sent
                 self._enqueue(entry)
+
+    def join(self, entry: Entry, item_id: int) -> None:
+        """Let ``entry`` share the fate of another process's item with the same key.
+
+        Used when admission finds the key unfinished elsewhere in the fleet,
+        and when a seal finds our item adopted by another process (we lost
+        our lease). The entry resolves from that item's record; if the item
+        is forgotten instead (it issued nothing), the entry is admitted anew.
+        """
+        assert self.fleet is not None  # only a fleet journal answers Existing elsewhere
+        entry.row_id = None  # not ours (any more)
+        watched = self.fleet.watch(item_id)
+        self._watching.add(watched)
+        watched.add_done_callback(functools.partial(self._joined, entry))
+
+    def _joined(self, entry: Entry, watched: asyncio.Future[Recorded | None]) -> None:
+        self._watching.discard(watched)
+        if watched.cancelled():
+            return
+        if self._resolver.get(entry.partition, entry.key) is not entry:
+            return  # it ended here meanwhile (we adopted the item and finished it)
+        error = watched.exception()
+        if error is not None:
+            logger.warning("journal %s: watching %s failed: %s", self.journal, entry.value, error)
+            self._resolver.fail(
+                entry, error if isinstance(error, JournalError) else JournalError(str(error))
+            )
+            return
+        record = watched.result()
+        if record is not None:
+            self._answer_from_record(entry, record)
+        elif self._closed():
+            self._resolver.detach(entry, BatcherClosedError("the batcher closed"))
+        else:  # forgotten: it issued nothing, so this submission tries again
+            self.admit(entry)
+
+    async def _adopt_forever(self, fleet: FleetJournal) -> None:
+        """Adopt the work of processes whose lease expired, every half lease."""
+        interval = max(0.05, fleet.lease / 2)
+        while True:
+            await asyncio.sleep(interval)
+            if self._closed():
+                return
+            try:
+                recovered = await fleet.adopt()
+            except Exception:  # logged; the next round tries again
+                logger.exception("journal %s: adopting expired work failed", self.journal)
+                continue
+            self._recover(recovered)
 
     def _answer_from_record(self, entry: Entry, record: Recorded) -> None:
         job = self._recorded_jobs.get(record.batch_id)
@@ -208,9 +272,18 @@ class Durable:
             )  # fmt: skip
 
     def _recovered_entry(self, item: RecoveredItem) -> Entry:
+        partition = self._partition(*item.partition)
+        key = item.value if item.dedupe_key is None else (item.value, item.dedupe_key)
+        joiner = self._resolver.get(partition, key)
+        if joiner is not None and joiner.row_id is None:
+            # We were waiting for this very item in another process: adopted, it
+            # is ours now, and its callers stay with it.
+            joiner.row_id = item.row_id
+            joiner.pin()
+            return joiner
         type_ = cast("IdentifierType", item.type)
         entry = Entry(
-            self._partition(*item.partition), type_, item.value, item.dedupe_key,
+            partition, type_, item.value, item.dedupe_key,
             escape=needs_escaping(item.value), caller=False,
         )  # fmt: skip
         entry.row_id = item.row_id

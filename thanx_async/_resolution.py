@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -19,7 +19,7 @@ from thanx_async._errors import BatcherClosedError, JobFailedError
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 from thanx_async._recent import RecentResults, Result
 
-__all__ = ["Counters", "Resolver"]
+__all__ = ["Counters", "Resolver", "failure_outcome"]
 
 
 @attrs.define
@@ -51,6 +51,9 @@ class Resolver:
         self._counters = counters
         #: Where results are remembered for resubmissions (None with a journal).
         self.recent = recent
+        #: Given every outcome no caller waits for (resumed or adopted work, a
+        #: caller that stopped waiting); set by the batcher from ``on_outcome``.
+        self.on_orphan: Callable[[IssuanceOutcome], None] | None = None
 
     def try_admit(self) -> bool:
         """Take a pending slot if one is free and nobody waits for one (no await needed)."""
@@ -131,9 +134,13 @@ class Resolver:
             self._counters.unknown += 1
         if self.recent is not None and outcome.job_id is not None:
             self.recent.remember(entry.partition, entry.key, outcome)
+        delivered = False
         for caller in entry.callers():
             if not caller.done():
                 caller.set_result(outcome)
+                delivered = True
+        if not delivered and self.on_orphan is not None:
+            self.on_orphan(outcome)
 
     def settle_by_verdict(  # noqa: PLR0912 - the loop 10,000 outcomes go through, inlined
         self, partition: Partition, entries: Sequence[Entry], start: int, verdict: JobVerdict
@@ -151,6 +158,7 @@ class Resolver:
         remembering = self.recent is not None
         keys: list[EntryKey] = []
         results: list[Result] = []
+        orphans: list[IssuanceOutcome] | None = None if self.on_orphan is None else []
         for entry, outcome in zip(entries, verdict.outcomes(start, entries), strict=True):
             value, dedupe_key = entry.value, entry.dedupe_key
             key = value if dedupe_key is None else (value, dedupe_key)
@@ -165,12 +173,17 @@ class Resolver:
                 issued += 1
             elif outcome.status is failed_status:
                 failed += 1
+            delivered = False
             if entry.flags & HAS_CALLER and not entry.done():
                 entry.set_result(outcome)
+                delivered = True
             if entry.more is not None:
                 for other in entry.more:
                     if not other.done():
                         other.set_result(outcome)
+                        delivered = True
+            if not delivered and orphans is not None:
+                orphans.append(outcome)
         if not known and self.unresolved.get(partition) is known:
             del self.unresolved[partition]
         if keys and self.recent is not None:
@@ -181,6 +194,9 @@ class Resolver:
         counters.unknown += settled - issued - failed
         if settled:
             self.release(settled)
+        if orphans and self.on_orphan is not None:
+            for outcome in orphans:
+                self.on_orphan(outcome)
 
     def fail(self, entry: Entry, exc: BaseException) -> None:
         """End an entry with an error for every caller."""
@@ -189,6 +205,8 @@ class Resolver:
         if self.recent is not None and isinstance(exc, JobFailedError):
             self.recent.remember(entry.partition, entry.key, exc)
         self._counters.failed += 1
+        if self.on_orphan is not None and all(c.done() for c in entry.callers()):
+            self.on_orphan(failure_outcome(entry, exc))
         self.detach(entry, exc)
 
     def abandon(self, entry: Entry, exc: BaseException) -> None:
@@ -210,3 +228,16 @@ class Resolver:
             if not caller.done():
                 caller.set_exception(exc)
         entry.clear_callers()
+
+
+def failure_outcome(entry: Entry, exc: BaseException) -> IssuanceOutcome:
+    """The FAILED outcome ``on_outcome`` gets for an entry that ended with ``exc``."""
+    job = exc.job if isinstance(exc, JobFailedError) else None
+    return IssuanceOutcome(
+        identifier=entry.identifier,
+        status=OutcomeStatus.FAILED,
+        job_id=None if job is None else job.id,
+        error=str(exc),
+        job=job,
+        dedupe_key=entry.dedupe_key,
+    )

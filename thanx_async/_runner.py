@@ -28,7 +28,7 @@ from thanx_async._errors import (
 )
 from thanx_async._jobs import JobTracker
 from thanx_async._journal import log_failed_write
-from thanx_async._journal_protocol import JournalBackend
+from thanx_async._journal_protocol import JournalBackend, LeaseLostError
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 from thanx_async._resolution import Counters, Resolver
@@ -61,6 +61,7 @@ class BatchRunner:
         job_timeout: float | None,
         spawn: Callable[[SealedBatch], None],
         posted: Callable[[SealedBatch], None],
+        join: Callable[[Entry, int], None] | None = None,
         resend_after: float = 30.0,
     ) -> None:
         self._client = client
@@ -74,6 +75,7 @@ class BatchRunner:
         self._spawn = spawn
         self._posted = posted
         self._resend_after = resend_after
+        self._join = join
 
     async def run(self, sealed: SealedBatch) -> None:
         """The whole life of one batch; never raises (except cancellation)."""
@@ -88,9 +90,13 @@ class BatchRunner:
             assert body is not None
             assert key is not None
             if self._journal is not None and sealed.batch_id is None:
-                sealed.batch_id = await self._journal.seal(
-                    sealed.partition.ids, key, body, _row_ids(sealed.entries)
-                )
+                try:
+                    sealed.batch_id = await self._journal.seal(
+                        sealed.partition.ids, key, body, _row_ids(sealed.entries)
+                    )
+                except LeaseLostError as lost:
+                    self._give_up_lost(sealed, lost)
+                    return
             if sealed.job_id is None:
                 job = await self._post(sealed, body, key)
                 if job is None:
@@ -110,6 +116,26 @@ class BatchRunner:
             self._fail_all(sealed.entries, exc)
         finally:
             self._posted(sealed)
+
+    def _give_up_lost(self, sealed: SealedBatch, lost: LeaseLostError) -> None:
+        """Our lease expired and another process adopted some items: it issues those.
+
+        Their entries join that process's work (their callers get its result);
+        the items still ours are sealed again, as a new batch (new content, new key).
+        """
+        gone = set(lost.item_ids)
+        theirs = [e for e in sealed.entries if e.row_id in gone]
+        mine = [e for e in sealed.entries if e.row_id not in gone]
+        logger.warning(
+            "batch %s: %d identifiers were adopted by another process (this one lost its"
+            " journal lease); they are issued there", sealed.key, len(theirs),
+        )  # fmt: skip
+        assert self._join is not None  # only a fleet journal refuses a seal
+        for entry in theirs:
+            self._join(entry, entry.row_id or 0)
+        if mine:
+            self._counters.sealed_batches += 1
+            self._spawn(SealedBatch(sealed.partition, mine))
 
     async def _conclude(self, sealed: SealedBatch, job_id: str, final: IssuanceJob) -> None:
         """Record the job's end (with a journal) and resolve the batch's entries from it."""
