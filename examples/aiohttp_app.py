@@ -12,6 +12,7 @@ issued together in one batch (one API request for up to 10,000 people).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -55,14 +56,34 @@ def outcome_json(outcome: ta.IssuanceOutcome) -> dict[str, str | None]:
     }
 
 
+# --8<-- [start:body]
+def bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def read_body(request: web.Request) -> tuple[str, str | None]:
+    """The body's ``identifier`` and optional ``event_id``; 400 for anything else."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise bad_request("the body must be JSON") from None
+    if not isinstance(body, dict) or "identifier" not in body:
+        raise bad_request('the body needs an "identifier" (an email or an E.164 phone)')
+    identifier, event_id = body["identifier"], body.get("event_id")
+    if not isinstance(identifier, str) or not isinstance(event_id, str | None):
+        raise bad_request('"identifier" and "event_id" must be strings')
+    return identifier, event_id
+
+
+# --8<-- [end:body]
+
+
 # --8<-- [start:reward]
 async def reward(request: web.Request) -> web.Response:
     """POST /rewards {"identifier", "event_id"?}: wait for the outcome and return it."""
-    body = await request.json()
+    identifier, event_id = await read_body(request)
     try:
-        outcome = await request.app[BATCHER].issue(
-            body["identifier"], dedupe_key=body.get("event_id")
-        )
+        outcome = await request.app[BATCHER].issue(identifier, dedupe_key=event_id)
     except ta.InvalidIdentifierError as exc:
         return web.json_response({"error": exc.reason}, status=422)
     except ta.ThanxError as exc:
@@ -76,18 +97,16 @@ async def reward(request: web.Request) -> web.Response:
 # --8<-- [start:reward_later]
 async def reward_later(request: web.Request) -> web.Response:
     """POST /rewards/async: answer 202 once queued; the outcome is logged when it arrives."""
-    body = await request.json()
+    identifier, event_id = await read_body(request)
     try:
-        future = await request.app[BATCHER].submit(
-            body["identifier"], dedupe_key=body.get("event_id")
-        )
+        future = await request.app[BATCHER].submit(identifier, dedupe_key=event_id)
     except ta.InvalidIdentifierError as exc:
         return web.json_response({"error": exc.reason}, status=422)
     background = request.app[BACKGROUND]
     background.add(future)
     future.add_done_callback(background.discard)
     future.add_done_callback(log_outcome)
-    return web.json_response({"queued": body["identifier"]}, status=202)
+    return web.json_response({"queued": identifier}, status=202)
 
 
 def log_outcome(future: asyncio.Future[ta.IssuanceOutcome]) -> None:

@@ -7,8 +7,9 @@ Run it with uvicorn (against ``thanx-async emulator``, or the sandbox)::
     curl -X POST localhost:8000/rewards -H 'content-type: application/json' \\
         -d '{"identifier": "jane@example.com"}'
 
-Run uvicorn with one worker per credential budget: every worker process has its
-own batcher and its own rate limiter, and Thanx's limits are per credential.
+Run one uvicorn worker (the default): every worker process has its own batcher,
+rate limiter and journal, while Thanx's limits are per credential. What is and
+is not safe with several workers: docs/guides/fastapi.md, "Workers".
 """
 
 from __future__ import annotations

@@ -53,6 +53,17 @@ def stream_messages(reply: Any) -> list[tuple[str, dict[str, str]]]:
     return list(reply[0][1])  # RESP2: [[stream, [messages]]]
 
 
+def invalid_reason(fields: dict[str, str]) -> str | None:
+    """Why a message cannot be issued (it goes to the dead-letter stream), or None."""
+    if "identifier" not in fields:
+        return f"the message has no 'identifier' field (its fields: {', '.join(fields) or 'none'})"
+    try:
+        ta.Identifier.parse(fields["identifier"])
+    except ta.InvalidIdentifierError as exc:
+        return exc.reason
+    return None
+
+
 class Consumer:
     def __init__(self, redis: aioredis.Redis, batcher: ta.RewardBatcher, stream: str) -> None:
         self.redis = redis
@@ -90,14 +101,12 @@ class Consumer:
         valid: list[tuple[str, dict[str, str]]] = []
         dead: list[dict[FieldT, EncodableT]] = []
         for message_id, fields in messages:
-            try:
-                ta.Identifier.parse(fields.get("identifier", ""))
+            reason = invalid_reason(fields)
+            if reason is None:
                 valid.append((message_id, fields))
-            except ta.InvalidIdentifierError as exc:
+            else:
                 identifier = fields.get("identifier", "")
-                dead.append(
-                    {"message_id": message_id, "identifier": identifier, "reason": exc.reason}
-                )
+                dead.append({"message_id": message_id, "identifier": identifier, "reason": reason})
         # Concurrent submits share one journal commit (one fsync for the whole block).
         futures = await asyncio.gather(
             *(

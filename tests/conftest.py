@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 import thanx_async as ta
+from tests.redis_support import RedisServer
 
 BASE = "http://thanx.test"
 TOKEN = "sk_live_SUPERSECRET_TOKEN_123"  # a fake, asserted never to leak
@@ -29,3 +31,25 @@ async def client() -> AsyncIterator[ta.ThanxClient]:
         rate_limit=NO_LIMIT,
     ) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests keep apart by using their own keys."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private real redis-server that the test may stop, kill and restart."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

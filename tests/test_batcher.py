@@ -403,11 +403,14 @@ async def test_idempotency_key_is_the_documented_function_of_content(
 
 
 async def test_resubmission_after_finish_returns_the_original_job(
-    batcher: ta.RewardBatcher, thanx_emulator: ThanxEmulator
+    thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator
 ) -> None:
-    """Same content after the batch finished: same key, original job, no second reward."""
-    first = await batcher.issue(email(1))
-    again = await batcher.issue(email(1))
+    """Same content after the batch finished, nothing remembered: same key, original job."""
+    async with ta.RewardBatcher(
+        thanx_client, max_wait=0.05, recent_results=0, **PARTITION
+    ) as batcher:
+        first = await batcher.issue(email(1))
+        again = await batcher.issue(email(1))
     assert again.job_id == first.job_id
     assert thanx_emulator.state.issued_count("email", email(1)) == 1
     assert len(thanx_emulator.state.jobs) == 1
@@ -537,3 +540,31 @@ async def test_close_leaves_no_unretrieved_exceptions(thanx_client: ta.ThanxClie
     await asyncio.sleep(0)
     assert reported == []
     assert b.stats().failed == 0  # closed before an outcome is not a failure
+
+
+async def test_a_submit_loop_shares_the_event_loop(
+    thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator
+) -> None:
+    """A plain `for ...: await submit()` lets other tasks run and POSTs batches as they seal."""
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    beating = asyncio.ensure_future(heartbeat())
+    await asyncio.sleep(0)
+    async with ta.RewardBatcher(thanx_client, max_batch_size=5_000, **PARTITION) as b:
+        futures = []
+        posted_during_loop = ticks_during_loop = 0
+        for i in range(30_000):
+            futures.append(await b.submit(email(i)))
+            if i == 24_999:  # four batches sealed by now; the fifth is filling
+                posted_during_loop = len(thanx_emulator.state.requests_for("issue"))
+                ticks_during_loop = ticks
+        await asyncio.gather(*futures)
+    beating.cancel()
+    assert ticks_during_loop > 1, "the submit loop never let another task run"
+    assert posted_during_loop >= 1, "sealed batches waited for the submit loop to end"

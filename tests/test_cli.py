@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -288,8 +289,9 @@ def test_demo_issues_100000_in_under_a_minute() -> None:
     assert elapsed < 60, f"the demo took {elapsed:.1f} s"
 
 
-def test_emulator_command_serves_until_interrupted() -> None:
-    """thanx-async emulator prints its URL, serves the API, and stops on Ctrl-C."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_emulator_command_serves_until_interrupted(stop: signal.Signals) -> None:
+    """The emulator command serves the API, shows what it saw, and prints a summary when stopped."""
     with subprocess.Popen(
         [sys.executable, "-m", "thanx_async", "emulator", "--port", "0", "--start-delay", "0"],
         stdout=subprocess.PIPE,
@@ -298,16 +300,30 @@ def test_emulator_command_serves_until_interrupted() -> None:
     ) as process:
         try:
             assert process.stdout is not None
-            banner = process.stdout.readline()
-            url = banner.rsplit(" ", 1)[-1].strip()
+            banner = [process.stdout.readline()]
+            while not banner[-1].startswith("Press Ctrl+C"):
+                banner.append(process.stdout.readline())
+            url = banner[0].rsplit(" ", 1)[-1].strip()
             assert url.startswith("http://127.0.0.1:")
+            assert f"  what it saw: {url}/_emulator/summary" in "".join(banner)
             env = cli_env(
                 THANX_BASE_URL=url, THANX_CLIENT_ID="emulator-client",
                 THANX_ACCESS_TOKEN="emulator-token",
             )  # fmt: skip
             scopes = run_cli(["scopes"], env)
             assert scopes.stdout.strip() == "rewards.issue"
+            issued = run_cli(
+                ["issue", *PARTITION_ARGS, "-", "--no-progress"], env, stdin="a@example.com\n"
+            )
+            assert issued.returncode == 0, issued.stderr
+            with urllib.request.urlopen(f"{url}/_emulator/summary", timeout=10) as answer:
+                seen = json.load(answer)
+            assert seen["requests"]["by_route"]["scopes"] == {"200": 2}
+            assert seen["rewards"]["issued"] == 1
         finally:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=10)
+            process.send_signal(stop)
+            out, _ = process.communicate(timeout=10)
     assert process.returncode == 0
+    assert "Emulator summary:" in out
+    assert "rewards issued         1  to 1 person" in out
+    assert "nobody rewarded twice for the same campaign variant" in out

@@ -281,7 +281,11 @@ async def test_issue_422_is_an_idempotency_conflict_and_not_retried(
     client: ta.ThanxClient, mocked: aioresponses
 ) -> None:
     """A 422 on a keyed issue is IdempotencyConflictError after exactly one request."""
-    mocked.post(ISSUE_URL, status=422, payload={"error": {"code": "X", "message": "key reused"}})
+    mocked.post(
+        ISSUE_URL,
+        status=422,
+        payload={"error": {"code": "IDEMPOTENCY_KEY_REUSED", "message": "key reused"}},
+    )
     with pytest.raises(ta.IdempotencyConflictError):
         await client.issue_rewards(**ISSUE_ARGS)
     assert len(calls(mocked, "POST", ISSUE_URL)) == 1

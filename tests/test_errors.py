@@ -64,6 +64,47 @@ def test_422_on_keyed_issue_is_an_idempotency_conflict() -> None:
     assert not isinstance(keyed, ta.UnprocessableEntityError)
 
 
+@pytest.mark.parametrize(
+    ("body", "cls"),
+    [
+        (b"{}", ta.IdempotencyConflictError),
+        (b'{"error": {"code": "IDEMPOTENCY_KEY_REUSED"}}', ta.IdempotencyConflictError),
+        (b'{"code": "Idempotency-Conflict"}', ta.IdempotencyConflictError),
+        (b'{"error": {"code": "VARIANT_INACTIVE", "message": "x"}}', ta.UnprocessableEntityError),
+    ],
+)
+def test_a_422_code_other_than_idempotency_is_unprocessable(
+    body: bytes, cls: type[ta.APIError]
+) -> None:
+    """On a keyed issue, a 422 with a code unrelated to idempotency is UnprocessableEntityError."""
+    err = api_error_from_response(422, body, method="POST", path="/x", idempotent_issue=True)
+    assert type(err) is cls
+
+
+def test_a_huge_server_message_is_cut() -> None:
+    """A megabyte-long error message from the server is cut, saying how long it was."""
+    body = b'{"error": {"code": "BAD_REQUEST", "message": "' + b"m" * 1_000_000 + b'"}}'
+    err = api_error_from_response(400, body, method="POST", path="/x")
+    assert len(err.message) < 1100
+    assert err.message.endswith("(1000000 characters)")
+
+
+def test_redaction_runs_before_the_cut() -> None:
+    """A secret straddling the 200-character cut of a non-JSON body leaves no piece behind."""
+    secret = "sk_live_ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    body = ("x" * 190 + secret + "y" * 50).encode()
+    err = api_error_from_response(
+        502,
+        body,
+        method="GET",
+        path="/x",
+        redact=lambda text: text.replace(secret, "<redacted>"),
+        secret_size=len(secret),
+    )
+    assert "sk_live" not in str(err)
+    assert err.message.startswith("x" * 190 + "<redacte")
+
+
 def test_identifier_errors_are_valueerrors() -> None:
     """InvalidIdentifierError is also a ValueError, as callers validating input expect."""
     assert issubclass(ta.InvalidIdentifierError, ValueError)

@@ -101,6 +101,18 @@ def test_quickstart_matches_the_readme_and_runs(emulator: EmulatorThread) -> Non
     assert len({words[2] for words in lines}) == 1  # one batch, one job
 
 
+BAD_BODIES: list[tuple[bytes, str]] = [
+    (b"identifier=jane@example.com", "the body must be JSON"),
+    (b'{"event_id": "e1"}', 'the body needs an "identifier" (an email or an E.164 phone)'),
+    (b'["jane@example.com"]', 'the body needs an "identifier" (an email or an E.164 phone)'),
+    (b'{"identifier": 14155551234}', '"identifier" and "event_id" must be strings'),
+    (
+        b'{"identifier": "a@example.com", "event_id": 7}',
+        '"identifier" and "event_id" must be strings',
+    ),
+]
+
+
 def test_aiohttp_app(emulator: EmulatorThread) -> None:
     """Concurrent HTTP requests to the aiohttp app share a batch; shutdown flushes the rest."""
     port = free_port()
@@ -121,10 +133,22 @@ def test_aiohttp_app(emulator: EmulatorThread) -> None:
                 later = await post("/rewards/async", "late@example.com")
                 return [*answers, later]
 
+        async def bad_requests() -> list[tuple[int, object]]:
+            async with aiohttp.ClientSession() as session:
+                answers = []
+                for path in ("/rewards", "/rewards/async"):
+                    for body, _ in BAD_BODIES:
+                        async with session.post(base + path, data=body) as r:
+                            answers.append((r.status, await r.json()))
+                return answers
+
         answers = asyncio.run(clients())
+        refused = asyncio.run(bad_requests())
     finally:
         _, err = stop(process)
     assert process.returncode == 0, err
+    assert refused == [(400, {"error": message}) for _, message in BAD_BODIES] * 2
+    assert "Traceback" not in err
     assert [status for status, _ in answers[:40]] == [200] * 40
     assert {body["status"] for _, body in answers[:40]} == {"issued"}
     assert answers[40] == (422, {"error": "neither an email nor an E.164 phone"})
@@ -147,6 +171,8 @@ def test_fastapi_app_under_uvicorn(emulator: EmulatorThread) -> None:
                 people = [f"+1415555{n:04d}" for n in range(1, 31)] + ["unknown.z@example.com"]
                 posts = [c.post("/rewards", json={"identifier": p}) for p in people]
                 posts.append(c.post("/rewards", json={"identifier": "555-1234"}))
+                posts.append(c.post("/rewards", json={"event_id": "e1"}))
+                posts.append(c.post("/rewards", content=b"not json"))
                 answers = await asyncio.gather(*posts)
                 return answers, await c.get("/stats")
 
@@ -158,6 +184,8 @@ def test_fastapi_app_under_uvicorn(emulator: EmulatorThread) -> None:
     assert [a.json()["status"] for a in answers[:30]] == ["issued"] * 30
     assert answers[30].json()["error"] == "User not found"
     assert answers[31].status_code == 422
+    assert [a.status_code for a in answers[32:]] == [422, 422]  # FastAPI validates the body
+    assert "Traceback" not in err
     assert stats.json()["submitted"] == 31
     assert stats.json()["posts"] <= 3
 
@@ -214,6 +242,9 @@ def test_redis_consumer(emulator: EmulatorThread, redis_url: str, tmp_path: Path
     """Every stream message is issued once, acknowledged, and its outcome written back."""
     people = [f"guest{n}@example.com" for n in range(300)] + ["unknown.x@example.com"]
     produce(redis_url, [*people, "not-an-email", "555-0100"])
+    unnamed = redis.Redis.from_url(redis_url)
+    unnamed.xadd("rewards", {"email": "jane@example.com"})  # no identifier field at all
+    unnamed.close()
     result = subprocess.run(
         [sys.executable, *consumer(redis_url, tmp_path / "j.db")],
         env=emulator.env(), capture_output=True, text=True, timeout=120, check=False,
@@ -224,7 +255,12 @@ def test_redis_consumer(emulator: EmulatorThread, redis_url: str, tmp_path: Path
     entries: list[tuple[str, dict[str, str]]] = client.xrange("rewards:outcomes")  # type: ignore[assignment]
     outcomes = {fields["identifier"]: fields["status"] for _, fields in entries}
     assert outcomes == {**dict.fromkeys(people[:-1], "issued"), people[-1]: "failed"}
-    assert client.xlen("rewards:dead") == 2
+    dead: list[tuple[str, dict[str, str]]] = client.xrange("rewards:dead")  # type: ignore[assignment]
+    assert [fields["reason"] for _, fields in dead] == [
+        "neither an email nor an E.164 phone",
+        "phones must be E.164 with a leading '+'",
+        "the message has no 'identifier' field (its fields: email)",
+    ]
     client.close()
     assert emulator.issued() == {("email", p): 1 for p in people[:-1]}
 

@@ -54,6 +54,7 @@ async def crash(batcher: ta.RewardBatcher) -> None:
     durable = batcher._durable
     assert durable is not None
     journal = durable.journal
+    assert isinstance(journal, Journal)
     journal._ops.clear()
     if durable._ratelog_timer is not None:
         durable._ratelog_timer.cancel()
@@ -71,6 +72,7 @@ async def crash(batcher: ta.RewardBatcher) -> None:
     for batch in batcher._open.values():
         if batch.timer is not None:
             batch.timer.cancel()
+    batcher._closed = True  # a dead process warns nobody
     conn, journal._conn = journal._conn, None
     assert conn is not None
     assert journal._executor is not None
@@ -84,9 +86,9 @@ def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
         return conn.execute(sql).fetchall()
 
 
-async def settled(journal: Journal | None) -> None:
+async def settled(journal: object) -> None:
     """Wait until every queued journal write is committed."""
-    assert journal is not None
+    assert isinstance(journal, Journal)
     while journal._ops or journal._writer is not None:  # noqa: ASYNC110 - polling private state
         await asyncio.sleep(0.01)
 
@@ -445,3 +447,74 @@ async def test_a_failed_admission_write_is_raised_by_submit_and_strands_nothing(
         assert all(isinstance(r, ta.JournalError) for r in results)
         assert batcher.stats().pending == 0
         assert (await batcher.issue(email(0))).issued  # the journal works again
+
+
+@pytest.mark.parametrize("status", [403, 404])
+async def test_a_job_that_cannot_be_followed_is_recorded_unknown(
+    thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator, journal_path: Path, status: int
+) -> None:
+    """A poll's final error ends the batch UNKNOWN and recorded: no stuck row, ever."""
+    thanx_emulator.state.faults.add("get_job", status=status, times=None)
+    async with batcher_for(thanx_client, journal_path) as b:
+        first = await b.issue(email(1))
+        again = await b.issue(email(1))
+    async with batcher_for(thanx_client, journal_path) as b:
+        after_restart = await b.issue(email(1))
+    for outcome in (first, again, after_restart):
+        assert outcome.status is ta.OutcomeStatus.UNKNOWN
+        assert outcome.error is not None
+        assert str(status) in outcome.error
+    assert issue_posts(thanx_emulator) == 1
+
+
+async def test_on_outcome_gets_what_a_restart_resumes(
+    thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator, journal_path: Path
+) -> None:
+    """Work resumed after a crash has no caller: every outcome goes to on_outcome instead."""
+    dead = batcher_for(thanx_client, journal_path, max_wait=60.0)
+    await dead.__aenter__()
+    for i in range(5):
+        await dead.submit(email(i))  # journaled, not yet sealed
+    await crash(dead)
+    seen: list[ta.IssuanceOutcome] = []
+
+    async def record(outcome: ta.IssuanceOutcome) -> None:
+        await asyncio.sleep(0)
+        seen.append(outcome)
+
+    async with batcher_for(thanx_client, journal_path, on_outcome=record) as b:
+        await b.issue(email(99))  # a caller of its own: not given to on_outcome
+    assert sorted(o.identifier.value for o in seen) == sorted(email(i) for i in range(5))
+
+
+@pytest.mark.thanx_emulator(start_delay=0.6, speed=1_000_000.0)
+async def test_on_outcome_gets_an_outcome_whose_caller_stopped_waiting(
+    thanx_client: ta.ThanxClient, journal_path: Path
+) -> None:
+    """A caller that timed out leaves the outcome to on_outcome, when the job ends."""
+    seen: list[ta.IssuanceOutcome] = []
+    options = {"job_timeout": 0.1, "on_outcome": seen.append}
+    async with batcher_for(thanx_client, journal_path, **options) as b:
+        with pytest.raises(ta.JobTimeoutError):
+            await b.issue(email(1))
+        async with asyncio.timeout(5):
+            while not seen:  # noqa: ASYNC110 - waiting for the callback
+                await asyncio.sleep(0.05)
+    assert [o.identifier.value for o in seen] == [email(1)]
+    assert seen[0].issued
+
+
+async def test_a_raising_on_outcome_is_logged_not_lost(
+    thanx_client: ta.ThanxClient, journal_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An on_outcome that raises is logged with the identifier; the batcher carries on."""
+
+    def broken(outcome: ta.IssuanceOutcome) -> None:
+        raise RuntimeError("boom")
+
+    async with batcher_for(thanx_client, journal_path, on_outcome=broken) as b:
+        future = await b.submit(email(1))
+        await b.flush()
+        future.cancel()  # stops waiting after the seal: the outcome is nobody's
+        assert (await b.issue(email(2))).issued
+    assert "on_outcome raised" in caplog.text

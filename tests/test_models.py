@@ -98,7 +98,8 @@ def test_unknown_fields_and_nulls_are_tolerated() -> None:
         b"not json",
         b'{"issuance_job": null}',
         b'{"issuance_job": {"state": "pending"}}',
-        b'{"issuance_job": {"id": "j", "state": "pending", "total_count": "many"}}',
+        b'{"issuance_job": {"id": 7, "state": "pending"}}',
+        b'{"issuance_job": {"id": "j", "state": null}}',
         b"[]",
         b'{"issuance_job": {"id": "j", "state": "completed"',
     ],
@@ -136,3 +137,49 @@ def test_campaign_and_scopes_read() -> None:
     assert read_scopes(b'{"scopes": ["rewards.issue"]}') == ["rewards.issue"]
     with pytest.raises(DecodeError):
         read_scopes(b'{"scopes": "rewards.issue"}')
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("total_count", "many"),
+        ("success_count", 1.9),
+        ("failure_count", True),
+        ("summary", [1]),
+        ("summary", {"failures": "none"}),
+        ("summary", {"failures": [{"identifier_index": 1.9}]}),
+        ("summary", {"failures": [{"identifier_index": True}]}),
+        ("summary", {"failures": [{"identifier_index": "2"}]}),
+        ("summary", {"failures": ["x"]}),
+        ("summary", {"success_count": "2", "failures": []}),
+    ],
+)
+def test_unreadable_evidence_is_named_not_guessed(field: str, value: object) -> None:
+    """A count or summary of the wrong JSON type is named in `unreadable`, never coerced."""
+    job = read_job(wrap({**DOCUMENTED_JOB, field: value}))
+    assert job.id == "job_1"
+    assert job.state is ta.JobState.COMPLETED
+    assert job.unreadable is not None
+    assert field in job.unreadable
+
+
+def test_informative_fields_that_are_unreadable_are_just_absent() -> None:
+    """Bad timestamps, names or progress do not make a job unreadable: they are not evidence."""
+    job = read_job(
+        wrap(
+            {
+                **DOCUMENTED_JOB,
+                "created_at": "yesterday",
+                "started_at": 12,
+                "campaign_id": ["c"],
+                "progress_percent": "100%",
+            }
+        )
+    )
+    assert job.unreadable is None
+    assert (job.created_at, job.started_at, job.campaign_id, job.progress_percent) == (
+        None,
+        None,
+        None,
+        0,
+    )

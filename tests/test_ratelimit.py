@@ -70,10 +70,20 @@ def simulate(log: SlidingLog, demands: list[Demand]) -> Run:
 
 
 def server_violations(arrivals: list[float], limit: RateLimit) -> list[tuple[float, float]]:
-    """Pairs of stamps ``limit`` apart that are closer than the window (the emulator's rule)."""
+    """Pairs of stamps ``limit`` apart that are closer than the window (the emulator's rule).
+
+    A fractional ``per_second`` r is checked as one request per ``second / r`` (and
+    then at most ``ceil(r)`` in any ``second``), the rule :class:`RateLimit` documents.
+    """
     stamps = sorted(arrivals)
     bad = []
-    for count, length in ((limit.per_second, limit.second), (limit.per_window, limit.window)):
+    short_length, short_count = limit.short_window
+    ceiling = math.ceil(limit.per_second)
+    for count, length in (
+        (short_count, short_length),
+        (ceiling, limit.second),
+        (limit.per_window, limit.window),
+    ):
         bad += [
             (stamps[i], stamps[i + count])
             for i in range(len(stamps) - count)
@@ -85,10 +95,11 @@ def server_violations(arrivals: list[float], limit: RateLimit) -> list[tuple[flo
 def optimal_last_arrival(n: int, limit: RateLimit) -> float:
     """The earliest the n-th stamp can be at any client: any k+1 stamps span a k-window."""
     stamps: list[float] = []
+    short_length, short_count = limit.short_window
     for k in range(n):
         at = 0.0
-        if k >= limit.per_second:
-            at = max(at, stamps[k - limit.per_second] + limit.second)
+        if k >= short_count:
+            at = max(at, stamps[k - short_count] + short_length)
         if k >= limit.per_window:
             at = max(at, stamps[k - limit.per_window] + limit.window)
         stamps.append(at)
@@ -98,8 +109,10 @@ def optimal_last_arrival(n: int, limit: RateLimit) -> float:
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[RateLimit, list[Demand]]:
     """Scaled-down limits where both windows bind, and bursty random demand."""
+    # Whole rates, and fractional ones (a worker's share of a credential's budget).
+    fractional = st.floats(0.2, 6.0).filter(lambda r: not r.is_integer())
     limit = RateLimit(
-        per_second=draw(st.integers(1, 6)),
+        per_second=draw(st.integers(1, 6) | fractional),
         per_window=draw(st.integers(3, 30)),
         window=draw(st.floats(2.0, 20.0)),
         second=1.0,
@@ -145,6 +158,8 @@ def test_the_property_catches_counting_from_send_time() -> None:
         pytest.param(RateLimit(per_second=5, per_window=10**6), 1000, id="short-window"),
         pytest.param(RateLimit(per_second=5, per_window=50, window=20.0), 500, id="long-binds"),
         pytest.param(RateLimit(), 6000, id="thanx-defaults"),
+        pytest.param(RateLimit(per_second=2.5, per_window=10**6), 500, id="fractional"),
+        pytest.param(RateLimit(per_second=0.5, per_window=250), 300, id="worker-share"),
     ],
 )
 def test_saturating_load_runs_within_5_percent_of_the_limit(limit: RateLimit, n: int) -> None:
@@ -537,3 +552,59 @@ def test_restored_async_limiter_waits_instead_of_bursting() -> None:
         assert clock() - started == pytest.approx(0.5)
 
     run_virtual(main)
+
+
+# --- fractional rates (a process's share of the credential's budget) ---
+
+
+def test_a_half_request_per_second_sends_one_every_two_seconds() -> None:
+    """RateLimit(per_second=0.5) grants one request per 2 s instead of never granting any."""
+    limit = RateLimit(per_second=0.5, per_window=250)
+    assert limit.short_window == (2.0, 1)
+    run = simulate(SlidingLog(limit), [(0.0, 0.0, 0.0)] * 5)
+    assert run.grants == [0.0, 2.0, 4.0, 6.0, 8.0]
+
+
+@pytest.mark.parametrize(
+    ("per_second", "expected"),
+    [(5, (1.0, 5)), (5.0, (1.0, 5)), (2.5, (0.4, 1)), (0.25, (4.0, 1)), (1, (1.0, 1))],
+)
+def test_short_window_rule(per_second: float, expected: tuple[float, int]) -> None:
+    """Integral rates keep the short window; a fractional r becomes one per second/r."""
+    assert RateLimit(per_second=per_second).short_window == pytest.approx(expected)
+
+
+def test_the_async_limiter_grants_a_fractional_rate() -> None:
+    """Through the async limiter, per_second=0.5 grants at 0, 2, 4 s (it used to hang)."""
+    grants: list[tuple[str, float]] = []
+
+    async def main() -> None:
+        limiter = limiter_on_loop(RateLimit(per_second=0.5, per_window=250))
+        await asyncio.gather(*(request(limiter, grants, f"r{i}") for i in range(3)))
+
+    run_virtual(main)
+    assert [at for _, at in grants] == [0.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"per_window": 2.5}, TypeError),
+        ({"per_window": 2000.0}, TypeError),
+        ({"per_window": True}, TypeError),
+        ({"per_window": 0}, ValueError),
+        ({"per_second": 0}, ValueError),
+        ({"per_second": -1.5}, ValueError),
+        ({"per_second": math.inf}, ValueError),
+        ({"per_second": math.nan}, ValueError),
+        ({"per_second": "5"}, TypeError),
+        ({"window": math.inf}, ValueError),
+        ({"second": 0.0}, ValueError),
+    ],
+)
+def test_rate_limit_refuses_what_it_cannot_enforce(
+    options: dict[str, Any], error: type[Exception]
+) -> None:
+    """A non-integer per_window, or a non-finite or non-positive rate, is refused at once."""
+    with pytest.raises(error, match=next(iter(options))):
+        RateLimit(**options)

@@ -211,7 +211,8 @@ class Admission:
 
     def finish(self, error: BaseException | None) -> None:
         """The write is answered: resume every submitter (with the error, if it failed)."""
-        self.done.set_result(None)
+        if not self.done.done():
+            self.done.set_result(None)
         for waiter in self.waiters:
             if not waiter.done():
                 if error is None:
@@ -249,6 +250,8 @@ class SealedBatch:
     key: str | None = None
     batch_id: int | None = None
     job_id: str | None = None
+    #: Each entry's position in the batch it was first sealed into (after a split).
+    origin: list[int] | None = None
 
 
 def seal(partition: Partition, entries: Sequence[Entry]) -> tuple[SealedBatch | None, list[Entry]]:

@@ -12,8 +12,12 @@ admission is durable and work survives a crash (see ``_durable.py``).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
+import time
+import warnings
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self, cast
 
@@ -30,11 +34,13 @@ from thanx_async._accumulator import (
 )
 from thanx_async._client import MAX_IDENTIFIERS, ThanxClient
 from thanx_async._durable import Durable
-from thanx_async._errors import BatcherClosedError
-from thanx_async._identifiers import Identifier, normalise
+from thanx_async._errors import BatcherClosedError, JobFailedError
+from thanx_async._identifiers import Identifier, check_raw, check_text_argument, normalise
 from thanx_async._jobs import JobTracker
 from thanx_async._journal import Journal
+from thanx_async._journal_protocol import JournalBackend
 from thanx_async._outcomes import IssuanceOutcome
+from thanx_async._recent import DEFAULT_RECENT_RESULTS, RecentResults
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._runner import BatchRunner
 
@@ -44,6 +50,10 @@ logger = logging.getLogger("thanx_async.batcher")
 
 #: Default back-pressure bound: about ten full batches.
 DEFAULT_MAX_PENDING = 10 * MAX_IDENTIFIERS
+#: Longest a run of submit() calls that never suspend holds the event loop, in seconds.
+YIELD_EVERY = 0.001
+# The clock is read every this many submissions (~0.1 ms of work), not on each one.
+_CHECK_EVERY = 64
 
 
 @attrs.frozen(kw_only=True)
@@ -90,8 +100,21 @@ class RewardBatcher:
             batches of different applications apart.
         journal: a path for a SQLite journal, or a :class:`Journal`, making
             ``submit`` durable and the work crash-safe.
-        dedupe_window: with a journal, seconds a finished result answers a
-            resubmission of the same (partition, identifier, dedupe key).
+        dedupe_window: seconds a finished result answers a resubmission of the
+            same (partition, identifier, dedupe key) instead of issuing again:
+            looked up in the journal, or without one in memory (the last
+            ``recent_results`` results).
+        on_outcome: a plain or async callable given every outcome that has no
+            caller waiting for it: work resumed from the journal after a restart
+            or adopted from a dead process of the fleet, and outcomes whose
+            callers stopped waiting (a deadline passed, a future was cancelled
+            after its seal). An identifier whose batch failed comes as a
+            ``FAILED`` outcome with the error's text. Called on the event loop;
+            an exception it raises is logged, never lost silently; an async
+            one runs as a task, awaited (up to ``close_timeout``) by ``aclose()``.
+        recent_results: without a journal, how many finished results are
+            remembered in memory to answer resubmissions (about 190 bytes
+            each; 0 remembers none). With a journal the journal remembers.
 
     Example:
         >>> async def main(client: ThanxClient) -> None:
@@ -115,8 +138,10 @@ class RewardBatcher:
         job_timeout: float | None = 600.0,
         close_timeout: float = 60.0,
         namespace: str = "",
-        journal: str | os.PathLike[str] | Journal | None = None,
+        journal: str | os.PathLike[str] | JournalBackend | None = None,
         dedupe_window: float = 86_400.0,
+        recent_results: int = DEFAULT_RECENT_RESULTS,
+        on_outcome: Callable[[IssuanceOutcome], object] | None = None,
     ) -> None:
         if not 1 <= max_batch_size <= MAX_IDENTIFIERS:
             raise ValueError(f"max_batch_size must be 1..{MAX_IDENTIFIERS}, got {max_batch_size}")
@@ -124,7 +149,7 @@ class RewardBatcher:
             raise ValueError("max_wait must be >= 0")
         if max_pending < 1 or max_in_flight < 1:
             raise ValueError("max_pending and max_in_flight must be >= 1")
-        if journal is not None and not isinstance(journal, Journal):
+        if isinstance(journal, (str, os.PathLike)):
             journal = Journal(journal, dedupe_window=dedupe_window)
         self._client = client
         self._defaults = (merchant_id, campaign_id, variant_id)
@@ -133,29 +158,15 @@ class RewardBatcher:
         self._close_timeout = close_timeout
         self._namespace = namespace
         self._counters = Counters()
-        self._resolver = Resolver(max_pending, self._counters)
+        if recent_results < 0 or dedupe_window < 0:
+            raise ValueError("recent_results and dedupe_window must be >= 0")
+        recent = None if journal is not None else RecentResults(recent_results, dedupe_window)
+        self._resolver = Resolver(max_pending, self._counters, recent)
+        self._on_outcome = on_outcome
+        self._resolver.on_orphan = self._orphan
+        self._callbacks: set[asyncio.Task[object]] = set()
+        self._unreported = 0  # outcomes nobody waited for, with no on_outcome to give them to
         self._tracker = JobTracker(client, job_timeout=None, on_poll=self._count_poll)
-        self._runner = BatchRunner(
-            client=client,
-            tracker=self._tracker,
-            resolver=self._resolver,
-            counters=self._counters,
-            journal=journal,
-            namespace=namespace,
-            max_in_flight=max_in_flight,
-            job_timeout=job_timeout,
-            spawn=self._spawn,
-            posted=self._posted,
-        )
-        self._partitions: dict[tuple[str, str, str], Partition] = {}
-        self._default_partition: Partition | None = None
-        self._open: dict[Partition, OpenBatch] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._unposted: dict[SealedBatch, asyncio.Event] = {}
-        self._started: asyncio.Future[None] | None = None
-        self._ready = False  # started without error: submit skips the start check
-        self._closing = False
-        self._closed = asyncio.Event()
         self._durable = (
             None
             if journal is None
@@ -167,9 +178,37 @@ class RewardBatcher:
                 partition=self._partition,
                 enqueue=self._enqueue,
                 spawn=self._spawn,
-                closing=lambda: self._closing,
+                closed=lambda: self._final,
             )
         )
+        self._runner = BatchRunner(
+            client=client,
+            tracker=self._tracker,
+            resolver=self._resolver,
+            counters=self._counters,
+            journal=journal,
+            namespace=namespace,
+            max_in_flight=max_in_flight,
+            job_timeout=job_timeout,
+            spawn=self._spawn,
+            posted=self._posted,
+            join=None
+            if self._durable is None or self._durable.fleet is None
+            else self._durable.join,
+        )
+        self._partitions: dict[tuple[str, str, str], Partition] = {}
+        self._default_partition: Partition | None = None
+        self._open: dict[Partition, OpenBatch] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unposted: dict[SealedBatch, asyncio.Event] = {}
+        self._started: asyncio.Future[None] | None = None
+        self._ready = False  # started without error: submit skips the start check
+        self._closing = False  # aclose() was called: no more admissions
+        self._final = False  # the last seal is done: a late admission stays journaled
+        self._closed = False  # every task stopped, the journal released
+        self._closer: asyncio.Task[None] | None = None
+        self._until_check = _CHECK_EVERY
+        self._yielded_at = 0.0
 
     def __repr__(self) -> str:
         return f"<RewardBatcher pending={self._resolver.pending} open={len(self._open)}>"
@@ -197,7 +236,10 @@ class RewardBatcher:
 
         Raises:
             InvalidIdentifierError: the identifier is not a valid email or E.164 phone.
-            ValueError: no merchant, campaign or variant for this submission.
+            ValueError: no merchant, campaign or variant for this submission, or a
+                ``dedupe_key`` longer than 1,000 characters or not encodable text.
+            TypeError: a ``dedupe_key`` (or merchant, campaign, variant id) that is
+                not a ``str``.
             BatcherClosedError: the batcher is closing or closed.
             JournalError: the journal could not record the identifier.
         """
@@ -206,9 +248,12 @@ class RewardBatcher:
         escape = False
         if isinstance(identifier, Identifier):  # validated when built (unless built by hand)
             type_, value = identifier.type, identifier.value
+            check_raw(type_, value)
             escape = needs_escaping(value)
         else:
             type_, value = normalise(identifier)
+        if dedupe_key is not None:
+            check_text_argument("dedupe_key", dedupe_key)
         if merchant_id is None and campaign_id is None and variant_id is None:
             partition = self._default_partition
             if partition is None:  # raises if a default is missing
@@ -223,6 +268,12 @@ class RewardBatcher:
         resolver = self._resolver
         known = resolver.unresolved.get(partition)
         entry = None if known is None else known.get(key)
+        recent = resolver.recent
+        if entry is None and recent is not None and recent.results:
+            result = recent.get(partition, key)
+            if result is not None:  # finished within dedupe_window: the same answer again
+                self._counters.submitted += 1
+                return _answered(result)
         if entry is None:
             if resolver.pending < resolver.max_pending and not resolver.waiting:
                 resolver.pending += 1  # Resolver.try_admit(), inline
@@ -264,7 +315,24 @@ class RewardBatcher:
             except BaseException:
                 future.cancel()  # nobody will ever hold this future
                 raise
+        else:
+            self._until_check -= 1
+            if not self._until_check:
+                await self._share_the_loop()
         return future
+
+    async def _share_the_loop(self) -> None:
+        """Yield to the event loop if this batcher has held it for over ``YIELD_EVERY``.
+
+        ``for x in xs: await batcher.submit(x)`` never suspends on its own (no
+        journal, no back-pressure): without this, batches sealed meanwhile would
+        not be POSTed and the application's other tasks would starve.
+        """
+        self._until_check = _CHECK_EVERY
+        now = time.perf_counter()
+        if now - self._yielded_at >= YIELD_EVERY:
+            await asyncio.sleep(0)
+            self._yielded_at = time.perf_counter()
 
     async def issue(
         self,
@@ -325,6 +393,7 @@ class RewardBatcher:
         )
 
     async def __aenter__(self) -> Self:
+        self._check_open()
         await self._start()
         return self
 
@@ -343,12 +412,43 @@ class RewardBatcher:
         waiting then get :class:`BatcherClosedError`; without a journal their
         job may still complete on the server, with one it stays journaled and
         resumes on the next start. No task of the batcher survives.
+
+        Safe to call more than once and from several tasks: every call returns
+        once the batcher is closed. Cancelling a call (``asyncio.wait_for``,
+        a timeout around it) skips the waiting, not the cleanup: what is left
+        ends as it would after ``close_timeout``, the tasks stop and the
+        journal is released before the cancellation propagates.
         """
-        if self._closing:
-            await self._closed.wait()
-            return
-        self._closing = True
-        self._resolver.close()
+        closer = self._closer
+        if closer is None:
+            self._closing = True  # at once: no submit() is admitted from now on
+            self._resolver.close()
+            closer = self._closer = asyncio.get_running_loop().create_task(
+                self._close(), name="thanx_async batcher close"
+            )
+        try:
+            await asyncio.shield(closer)
+        except asyncio.CancelledError:
+            if not closer.done():
+                closer.cancel()  # hurry: from waiting straight to cleanup
+                await asyncio.wait([closer])
+            raise
+
+    async def _close(self) -> None:
+        """The close itself, in a task of its own so a cancelled caller cannot cut it short."""
+        try:
+            await self._drain()
+        except asyncio.CancelledError:
+            # Hurried by a cancelled aclose(), or by the loop shutting down:
+            # the cleanup below still runs to the end.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            await self._finish_close()
+
+    async def _drain(self) -> None:
+        """The graceful part of closing: send everything, wait up to ``close_timeout``."""
         if self._started is not None and not self._started.done():
             await asyncio.wait([self._started])
         if self._durable is not None:
@@ -356,6 +456,18 @@ class RewardBatcher:
         self._seal_all()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self._close_timeout)
+        if self._callbacks:
+            await asyncio.wait(set(self._callbacks), timeout=self._close_timeout)
+
+    async def _finish_close(self) -> None:
+        """End what is left, stop every task, release the journal; always runs to the end."""
+        self._final = True
+        for batch in self._open.values():  # never sealed (a hurried close): no timer may fire
+            if batch.timer is not None:
+                batch.timer.cancel()
+        self._open.clear()
+        if self._started is not None and not self._started.done():
+            await asyncio.wait([self._started])  # a journal being opened must be closed too
         left = self._resolver.entries()
         where = " (kept in the journal; resumed on the next start)" if self._durable else ""
         error = BatcherClosedError(f"the batcher closed before this outcome was known{where}")
@@ -370,17 +482,59 @@ class RewardBatcher:
         await self._tracker.aclose()
         if self._durable is not None:
             await self._durable.close()
-        self._closed.set()
+        for callback in list(self._callbacks):
+            callback.cancel()
+        await asyncio.gather(*self._callbacks, return_exceptions=True)
+        if self._unreported:
+            logger.info(
+                "%d outcomes had no caller waiting for them (pass on_outcome to receive them)%s",
+                self._unreported, "; they are recorded in the journal" if self._durable else "",
+            )  # fmt: skip
+        self._closed = True
         c = self._counters
         (logger.warning if left else logger.info)(
             "batcher closed: %d submitted, %d issued, %d failed, %d unknown, %d unresolved%s",
             c.submitted, c.issued, c.failed, c.unknown, len(left), where if left else "",
         )  # fmt: skip
 
+    def __del__(self) -> None:
+        # Only a batcher that started (a failed start holds nothing) and was not closed.
+        if getattr(self, "_ready", False) and not getattr(self, "_closed", True):
+            warnings.warn(
+                f"{self!r} was started and never closed; use 'async with' or"
+                " 'await batcher.aclose()' (unsent identifiers are lost without a journal)",
+                ResourceWarning,
+                stacklevel=2,
+            )
+
+    # -- outcomes nobody waits for ----------------------------------------------
+
+    def _orphan(self, outcome: IssuanceOutcome) -> None:
+        """Hand an outcome no caller waits for to ``on_outcome`` (never lost silently)."""
+        callback = self._on_outcome
+        if callback is None:
+            self._unreported += 1
+            return
+        try:
+            result = callback(outcome)
+        except Exception:
+            logger.exception("on_outcome raised for %s", outcome.identifier)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._callbacks.add(task)
+            task.add_done_callback(self._callback_done)
+
+    def _callback_done(self, task: asyncio.Task[object]) -> None:
+        self._callbacks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("on_outcome raised", exc_info=task.exception())
+
     # -- start and recovery ----------------------------------------------------
 
     async def _start(self) -> None:
         if self._started is None:
+            self._check_open()  # a closed batcher is not started (again)
             self._started = asyncio.get_running_loop().create_future()
             try:
                 if self._durable is not None:
@@ -427,6 +581,8 @@ class RewardBatcher:
             raise ValueError(
                 f"no {', '.join(missing)}: pass it to submit() or set a default on RewardBatcher()"
             )
+        for name, value in zip(names, parts, strict=True):
+            check_text_argument(name, value)
         merchant, campaign, variant = cast("tuple[str, str, str]", parts)
         partition = self._partitions[(merchant, campaign, variant)] = Partition(
             merchant, campaign, variant
@@ -489,3 +645,15 @@ class RewardBatcher:
 
     def _count_poll(self) -> None:
         self._counters.polls += 1
+
+
+def _answered(result: IssuanceOutcome | BaseException) -> asyncio.Future[IssuanceOutcome]:
+    """A future already resolved with a remembered result."""
+    future: asyncio.Future[IssuanceOutcome] = asyncio.get_running_loop().create_future()
+    if isinstance(result, JobFailedError):
+        future.set_exception(JobFailedError(result.job))  # a fresh one: tracebacks pile up
+    elif isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+    return future

@@ -13,13 +13,13 @@ from urllib.parse import quote
 
 import aiohttp
 
-from thanx_async._config import SANDBOX_URL, RateLimit, RetryPolicy
-from thanx_async._errors import JobTimeoutError
+from thanx_async._config import SANDBOX_URL, RateLimit, RetryPolicy, check_base_url
+from thanx_async._errors import JobTimeoutError, MalformedResponseError
 from thanx_async._identifiers import Identifier
 from thanx_async._models import Campaign, IssuanceJob
 from thanx_async._serde import dumps, read_campaign, read_campaign_page, read_job, read_scopes
 from thanx_async._transport._auth import TokenProvider, TokenSource
-from thanx_async._transport._http import AiohttpTransport, Transport
+from thanx_async._transport._http import DEFAULT_MAX_BODY, AiohttpTransport, Transport
 from thanx_async._transport._ratelimit import RateLimiter, SlidingWindowLimiter
 from thanx_async._transport._requester import Requester, TransportStats
 from thanx_async._version import __version__
@@ -30,6 +30,11 @@ __all__ = ["MAX_IDENTIFIERS", "ThanxClient"]
 MAX_IDENTIFIERS = 10_000
 
 _ISSUE_PATH = "/partner/campaigns/issue"
+
+#: Said by a MalformedResponseError answering an issue POST.
+_ISSUE_MAY_HAVE_SUCCEEDED = (
+    "the batch may have been issued; re-sending the same batch with the same key is safe"
+)
 
 
 def _job_path(job_id: str) -> str:
@@ -47,15 +52,32 @@ class ThanxClient:
     Args:
         client_id: the ``X-ClientId`` issued with the token.
         access_token: the bearer token, or an async callable returning one
-            (re-asked once when a request gets 401).
-        base_url: :data:`SANDBOX_URL` (default), :data:`PRODUCTION_URL` or an emulator.
+            (re-asked once when a request gets 401). Surrounding whitespace (a
+            trailing newline from a secrets file) is stripped, from a
+            provider's tokens too; a token with a control or whitespace
+            character inside is refused (``ValueError`` here; a provider's such
+            token fails the request with :class:`TransportError`, nothing
+            sent). The token never appears in an error or a log: any text a
+            server sends back is redacted.
+        base_url: :data:`SANDBOX_URL` (default), :data:`PRODUCTION_URL` or an
+            emulator: ``https://`` or ``http://``, a host, optionally a path prefix.
         user_agent: ``{partner}/{version}``; defaults to ``thanx-async/<version>``.
         timeout: seconds for one attempt of one request.
-        retry: the retry policy.
-        rate_limit: the credential's request budget.
+        retry: the retry policy; its ``deadline`` bounds every call as a whole,
+            waiting for rate budget included.
+        rate_limit: the credential's request budget; its ``window`` also caps
+            any ``Retry-After``.
         session: an aiohttp session to use; it is not closed by the client.
         transport: replaces the aiohttp transport entirely (tests, custom stacks).
         limiter: replaces the in-process rate limiter (e.g. one shared by processes).
+        max_response_bytes: the largest response body read (16 MiB by default,
+            16 times the largest real answer); a larger 2xx body raises
+            :class:`MalformedResponseError`. Ignored with ``transport``.
+
+    Raises:
+        ValueError: an empty ``client_id``, an unusable ``access_token`` (the
+            message never shows it), a ``base_url`` that is not an http(s) URL
+            with a host, or a ``timeout`` that is not > 0.
 
     Example:
         >>> async def main() -> None:
@@ -79,28 +101,35 @@ class ThanxClient:
         session: aiohttp.ClientSession | None = None,
         transport: Transport | None = None,
         limiter: RateLimiter | None = None,
+        max_response_bytes: int = DEFAULT_MAX_BODY,
     ) -> None:
         if not client_id:
             raise ValueError("client_id is empty")
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
+        token = TokenSource(access_token)  # first: refuse a bad token before anything else
         self.client_id = client_id
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url)
         self.rate_limit = rate_limit or RateLimit()
         self.retry = retry or RetryPolicy()
-        self._transport: Transport = transport or AiohttpTransport(session)
+        self._transport: Transport = transport or AiohttpTransport(
+            session, max_body=max_response_bytes
+        )
         # Only a session we created ourselves is worth a ResourceWarning.
         self._http = self._transport if isinstance(self._transport, AiohttpTransport) else None
         self.limiter: RateLimiter = limiter or SlidingWindowLimiter(self.rate_limit)
+        if (bind := getattr(self.limiter, "bind", None)) is not None:
+            bind(client_id)  # a shared limiter (thanx_async.redis) keys its budget by it
         self._requester = Requester(
             base_url=self.base_url,
             client_id=client_id,
-            token=TokenSource(access_token),
+            token=token,
             user_agent=user_agent or f"thanx-async/{__version__}",
             timeout=timeout,
             retry=self.retry,
             limiter=self.limiter,
             transport=self._transport,
+            max_retry_after=self.rate_limit.window,
         )
         self._closed = False
 
@@ -149,6 +178,8 @@ class ThanxClient:
         """Close the session the client created (a session passed in stays open)."""
         self._closed = True
         await self._transport.aclose()
+        if (close := getattr(self.limiter, "aclose", None)) is not None:
+            await close()  # a shared limiter's connection (it reconnects if used again)
 
     def __del__(self) -> None:
         http = getattr(self, "_http", None)
@@ -201,10 +232,26 @@ class ThanxClient:
         return await self.issue_rewards_raw(body, idempotency_key or str(uuid.uuid4()))
 
     async def issue_rewards_raw(self, body: bytes, idempotency_key: str) -> IssuanceJob:
-        """POST an already-serialised issue body (used by the batcher; bytes are sent as is)."""
-        return await self._requester.request(
-            "POST", _ISSUE_PATH, read_job, body=body, idempotency_key=idempotency_key
-        )
+        """POST an already-serialised issue body (used by the batcher; bytes are sent as is).
+
+        Raises:
+            MalformedResponseError: 2xx answers that could not be read, also
+                after re-sending the same bytes and key within the retry
+                policy; the batch may have been issued (``may_have_succeeded``).
+        """
+        try:
+            return await self._requester.request(
+                "POST", _ISSUE_PATH, read_job, body=body, idempotency_key=idempotency_key
+            )
+        except MalformedResponseError as exc:
+            raise MalformedResponseError(
+                exc.reason,
+                status=exc.status,
+                method=exc.method,
+                path=exc.path,
+                may_have_succeeded=True,
+                consequence=_ISSUE_MAY_HAVE_SUCCEEDED,
+            ) from None
 
     async def get_issuance_job(
         self, job_id: str, *, merchant_id: str, background: bool = False

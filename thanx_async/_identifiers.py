@@ -18,7 +18,14 @@ import attrs
 
 from thanx_async._errors import InvalidIdentifierError
 
-__all__ = ["Identifier", "IdentifierType", "idempotency_key", "normalise"]
+__all__ = [
+    "Identifier",
+    "IdentifierType",
+    "check_raw",
+    "check_text_argument",
+    "idempotency_key",
+    "normalise",
+]
 
 IdentifierType = Literal["email", "phone"]
 
@@ -115,7 +122,55 @@ def _normalise_text(value: object) -> tuple[IdentifierType, str]:
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise InvalidIdentifierError(value, f"expected a string, got {type(value).__name__}")
+    if not value.isascii() and not _encodable(value):
+        # What json.loads makes of "\\ud800": no JSON body or key could carry it.
+        raise InvalidIdentifierError(value, "not valid Unicode text (a lone surrogate)")
     return value.strip()
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: Longest value or dedupe key taken without validation (hand-built identifiers, event ids).
+MAX_RAW_LENGTH = 1_000
+
+
+def check_raw(type_: object, value: object) -> None:
+    """Refuse what no request could carry, for an :class:`Identifier` built by hand.
+
+    A hand-built ``Identifier(type, value)`` skips validation on purpose (the
+    server is its judge), but it must still be a string of a known type that
+    can be encoded, or it would break the body of every identifier batched
+    with it.
+    """
+    if type_ not in ("email", "phone"):
+        raise InvalidIdentifierError(value, f"type must be 'email' or 'phone', got {type_!r}")
+    if not isinstance(value, str) or not value:
+        raise InvalidIdentifierError(value, "the value must be a non-empty string")
+    if len(value) > MAX_RAW_LENGTH:
+        raise InvalidIdentifierError(value, f"longer than {MAX_RAW_LENGTH} characters")
+    if not value.isascii() and not _encodable(value):
+        raise InvalidIdentifierError(value, "not valid Unicode text (a lone surrogate)")
+
+
+def check_text_argument(name: str, value: object, *, max_length: int = MAX_RAW_LENGTH) -> None:
+    """Refuse a ``dedupe_key`` or partition id that is not a string a request can carry.
+
+    Raises:
+        TypeError: not a ``str`` (an int or bytes would break the batch's body or key).
+        ValueError: longer than ``max_length``, or not encodable (a lone surrogate).
+    """
+    if type(value) is not str:
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if len(value) > max_length:
+        raise ValueError(f"{name} is longer than {max_length} characters")
+    if not value.isascii() and not _encodable(value):
+        raise ValueError(f"{name} is not valid Unicode text (a lone surrogate)")
 
 
 def _email(text: str, raw: object) -> str:

@@ -264,27 +264,54 @@ class Journal:
                             future.set_exception(error)
                     continue
                 for (_, future), result in zip(ops, results, strict=True):
-                    if not future.done():
+                    if future.done():
+                        continue
+                    if isinstance(result, _Failed):
+                        future.set_exception(result.error)
+                    else:
                         future.set_result(result)
         finally:
             self._writer = None
 
     def _apply(self, ops: list[tuple[Callable[[sqlite3.Connection], Any], Any]]) -> list[Any]:
+        """Run a group of operations in one transaction, each in its own savepoint.
+
+        One operation that fails is rolled back alone and answered with its
+        error; the others still commit. Only a failing commit (a full disk, an
+        I/O error) fails the whole group, with SQLite's own error.
+        """
         conn = self._conn
         assert conn is not None  # open() set it; aclose() drains the writer first
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results = [op(conn) for op, _ in ops]
+            results = [self._apply_one(conn, op) for op, _ in ops]
             now = self._clock()
             if now - self._last_prune > 60.0:
                 self._last_prune = now
                 self._prune(conn, now)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL does): rolling back
+            # again would replace the real error with "no transaction is active".
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         self.commits += 1
         return results
+
+    def _apply_one(self, conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any]) -> Any:
+        conn.execute("SAVEPOINT op")
+        try:
+            result = op(conn)
+        except Exception as exc:
+            if not conn.in_transaction:  # SQLite ended the whole transaction: the group fails
+                raise
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            logger.warning("journal %s: one write failed alone: %s", self, exc)
+            return _Failed(self._error("write failed", exc))
+        conn.execute("RELEASE op")
+        return result
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> None:
         cutoff = now - self.dedupe_window
@@ -399,13 +426,24 @@ class Journal:
         return self._submit(lambda conn: self._insert_batch(conn, partition, record))
 
     def split(
-        self, batch_id: int, partition: tuple[str, str, str], halves: Sequence[SealRecord]
+        self,
+        batch_id: int,
+        partition: tuple[str, str, str],
+        parts: Sequence[SealRecord],
+        *,
+        dropped: Sequence[int] = (),
     ) -> asyncio.Future[list[int]]:
-        """Replace a batch by its halves in one transaction, so no item is ever in limbo."""
+        """Replace a refused batch by new batches of its items, dropping ``dropped`` items.
+
+        One transaction, so no item is ever in limbo (in no batch, or in a batch
+        that no longer exists).
+        """
+        gone = [(i,) for i in dropped]
 
         def op(conn: sqlite3.Connection) -> list[int]:
             conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
-            return [self._insert_batch(conn, partition, half) for half in halves]
+            conn.executemany("DELETE FROM items WHERE id = ?", gone)
+            return [self._insert_batch(conn, partition, part) for part in parts]
 
         return self._submit(op)
 
@@ -453,6 +491,15 @@ class Journal:
             conn.executemany("INSERT INTO ratelog (start, finish) VALUES (?, ?)", rows)
 
         return self._submit(op)
+
+
+class _Failed:
+    """The answer of one operation that failed inside an otherwise committed group."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: JournalError) -> None:
+        self.error = error
 
 
 def _consecutive_runs(ids: Sequence[int]) -> list[tuple[int, int, int]]:

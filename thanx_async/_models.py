@@ -97,6 +97,11 @@ class IssuanceJob:
         state: the job state (tolerant of unknown values).
         summary: present only once the job is ``completed``.
         progress_percent: 0..100, as reported by the server.
+        unreadable: what part of the server's answer could not be read (a
+            count or a summary of the wrong type, say), or None. The job's
+            ``id`` and ``state`` were readable; the unreadable fields took
+            their defaults, so no outcome is derived from them: every
+            identifier of such a job resolves ``UNKNOWN``.
     """
 
     id: str
@@ -112,6 +117,7 @@ class IssuanceJob:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     summary: IssuanceSummary | None = None
+    unreadable: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -17,10 +17,12 @@ __all__ = ["IssuanceOutcome", "JobVerdict", "OutcomeStatus", "Person"]
 class OutcomeStatus(enum.StrEnum):
     """The result for one identifier.
 
-    ``ISSUED``: the job completed and did not list this identifier as failed.
+    ``ISSUED``: the job completed, its counts account for every identifier of
+    the batch, and it did not list this one as failed.
     ``FAILED``: the server named this identifier as failed (``error`` says why).
-    ``UNKNOWN``: the job reported more failures than it listed, so we cannot
-    tell whether this identifier was among them.
+    ``UNKNOWN``: the server's answer does not tell (more failures reported than
+    listed, counts that do not cover the batch, an unreadable answer, a revoked
+    job); ``error`` says which. The reward may or may not have been issued.
     """
 
     ISSUED = "issued"
@@ -101,23 +103,57 @@ class JobVerdict:
 
     @classmethod
     def of(cls, job: IssuanceJob, size: int) -> JobVerdict:
-        """The verdict of a ``completed`` (or ``revoked``) job over a batch of ``size``.
+        """The verdict of a job that ended (not ``failed``) over a batch of ``size``.
 
-        Failures are matched by ``identifier_index``; when the job's failure
-        count exceeds the failures it lists (or it has no summary but failures),
-        every unlisted identifier is UNKNOWN. A ``revoked`` job makes everyone
-        UNKNOWN.
+        ``ISSUED`` needs evidence (DESIGN.md, Outcomes): the job ``completed``,
+        every part of the answer was readable, and its counts account for the
+        whole batch (``total_count`` is the batch's size, success and failure
+        counts are non-negative and add up to it, the summary agrees with the
+        top-level counts, every listed failure names a position of the batch).
+        Then listed failures are ``FAILED`` with the server's text and the
+        others ``ISSUED`` — or ``UNKNOWN`` when the job reported more failures
+        than it listed. Without that evidence, listed failures are still
+        ``FAILED`` and everyone else is ``UNKNOWN``, with the reason. A revoked
+        job, or one whose end was never read, makes everyone ``UNKNOWN``.
         """
+        if job.unreadable is not None:
+            reason = f"job {job.id}'s outcome could not be read: {job.unreadable}"
+            return cls(job, {}, OutcomeStatus.UNKNOWN, reason)
         if job.state is JobState.REVOKED:
             return cls(job, {}, OutcomeStatus.UNKNOWN, _REVOKED)
+        if job.state is not JobState.COMPLETED:
+            reason = f"job {job.id} was last seen {job.state.value}; its end was never read"
+            return cls(job, {}, OutcomeStatus.UNKNOWN, reason)
         listed: dict[int, str] = {}
-        failure_count = job.failure_count
-        if job.summary is not None:
-            failure_count = max(failure_count, job.summary.failure_count)
-            for failure in job.summary.failures:
+        stray = False
+        successes, failures = job.success_count, job.failure_count
+        summary = job.summary
+        if summary is not None:
+            # Top-level counts of 0 next to a summary are taken as "not filled in".
+            if (successes and successes != summary.success_count) or (
+                failures and failures != summary.failure_count
+            ):
+                stray = True
+            successes, failures = summary.success_count, summary.failure_count
+            for failure in summary.failures:
                 if 0 <= failure.identifier_index < size:
                     listed[failure.identifier_index] = failure.error or "failed"
-        if failure_count > len(listed):
+                else:
+                    stray = True
+        consistent = (
+            not stray
+            and job.total_count == size
+            and successes >= 0
+            and failures >= len(listed)
+            and successes + failures == size
+        )
+        if not consistent:
+            reason = (
+                f"job {job.id}'s counts (total {job.total_count}, {successes} issued, "
+                f"{failures} failed) do not account for the batch of {size}"
+            )
+            return cls(job, listed, OutcomeStatus.UNKNOWN, reason)
+        if failures > len(listed):
             return cls(job, listed, OutcomeStatus.UNKNOWN, _UNLISTED)
         return cls(job, listed, OutcomeStatus.ISSUED, None)
 

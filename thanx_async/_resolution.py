@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
 from thanx_async._accumulator import HAS_CALLER, Entry, EntryKey, Partition
-from thanx_async._errors import BatcherClosedError
+from thanx_async._errors import BatcherClosedError, JobFailedError
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
+from thanx_async._recent import RecentResults, Result
 
-__all__ = ["Counters", "Resolver"]
+__all__ = ["Counters", "Resolver", "failure_outcome"]
 
 
 @attrs.define
@@ -38,7 +39,9 @@ class Counters:
 class Resolver:
     """Owns the unresolved entries, the pending-slot count and the FIFO of waiting submitters."""
 
-    def __init__(self, max_pending: int, counters: Counters) -> None:
+    def __init__(
+        self, max_pending: int, counters: Counters, recent: RecentResults | None = None
+    ) -> None:
         #: Per partition, so the common key is just the value (no tuple per entry).
         self.unresolved: dict[Partition, dict[EntryKey, Entry]] = {}
         self.pending = 0
@@ -46,6 +49,11 @@ class Resolver:
         self.max_pending = max_pending
         self.waiting: deque[asyncio.Future[None]] = deque()
         self._counters = counters
+        #: Where results are remembered for resubmissions (None with a journal).
+        self.recent = recent
+        #: Given every outcome no caller waits for (resumed or adopted work, a
+        #: caller that stopped waiting); set by the batcher from ``on_outcome``.
+        self.on_orphan: Callable[[IssuanceOutcome], None] | None = None
 
     def try_admit(self) -> bool:
         """Take a pending slot if one is free and nobody waits for one (no await needed)."""
@@ -124,11 +132,17 @@ class Resolver:
             self._counters.failed += 1
         else:
             self._counters.unknown += 1
+        if self.recent is not None and outcome.job_id is not None:
+            self.recent.remember(entry.partition, entry.key, outcome)
+        delivered = False
         for caller in entry.callers():
             if not caller.done():
                 caller.set_result(outcome)
+                delivered = True
+        if not delivered and self.on_orphan is not None:
+            self.on_orphan(outcome)
 
-    def settle_by_verdict(
+    def settle_by_verdict(  # noqa: PLR0912 - the loop 10,000 outcomes go through, inlined
         self, partition: Partition, entries: Sequence[Entry], start: int, verdict: JobVerdict
     ) -> None:
         """Settle a run of a batch's entries (the first at ``start``) with its job's verdict.
@@ -141,37 +155,58 @@ class Resolver:
             return
         issued_status, failed_status = OutcomeStatus.ISSUED, OutcomeStatus.FAILED
         settled = issued = failed = 0
+        remembering = self.recent is not None
+        keys: list[EntryKey] = []
+        results: list[Result] = []
+        orphans: list[IssuanceOutcome] | None = None if self.on_orphan is None else []
         for entry, outcome in zip(entries, verdict.outcomes(start, entries), strict=True):
             value, dedupe_key = entry.value, entry.dedupe_key
             key = value if dedupe_key is None else (value, dedupe_key)
             if known.get(key) is not entry:
                 continue  # already ended (failed, or settled from elsewhere)
             del known[key]
+            if remembering:
+                keys.append(key)
+                results.append(outcome)
             settled += 1
             if outcome.status is issued_status:
                 issued += 1
             elif outcome.status is failed_status:
                 failed += 1
+            delivered = False
             if entry.flags & HAS_CALLER and not entry.done():
                 entry.set_result(outcome)
+                delivered = True
             if entry.more is not None:
                 for other in entry.more:
                     if not other.done():
                         other.set_result(outcome)
+                        delivered = True
+            if not delivered and orphans is not None:
+                orphans.append(outcome)
         if not known and self.unresolved.get(partition) is known:
             del self.unresolved[partition]
+        if keys and self.recent is not None:
+            self.recent.remember_many(partition, keys, results)
         counters = self._counters
         counters.issued += issued
         counters.failed += failed
         counters.unknown += settled - issued - failed
         if settled:
             self.release(settled)
+        if orphans and self.on_orphan is not None:
+            for outcome in orphans:
+                self.on_orphan(outcome)
 
     def fail(self, entry: Entry, exc: BaseException) -> None:
         """End an entry with an error for every caller."""
         if not self.forget(entry):
             return
+        if self.recent is not None and isinstance(exc, JobFailedError):
+            self.recent.remember(entry.partition, entry.key, exc)
         self._counters.failed += 1
+        if self.on_orphan is not None and all(c.done() for c in entry.callers()):
+            self.on_orphan(failure_outcome(entry, exc))
         self.detach(entry, exc)
 
     def abandon(self, entry: Entry, exc: BaseException) -> None:
@@ -193,3 +228,16 @@ class Resolver:
             if not caller.done():
                 caller.set_exception(exc)
         entry.clear_callers()
+
+
+def failure_outcome(entry: Entry, exc: BaseException) -> IssuanceOutcome:
+    """The FAILED outcome ``on_outcome`` gets for an entry that ended with ``exc``."""
+    job = exc.job if isinstance(exc, JobFailedError) else None
+    return IssuanceOutcome(
+        identifier=entry.identifier,
+        status=OutcomeStatus.FAILED,
+        job_id=None if job is None else job.id,
+        error=str(exc),
+        job=job,
+        dedupe_key=entry.dedupe_key,
+    )

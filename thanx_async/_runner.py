@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 
 from thanx_async._accumulator import Entry, SealedBatch, freeze
@@ -26,7 +27,8 @@ from thanx_async._errors import (
     TransportError,
 )
 from thanx_async._jobs import JobTracker
-from thanx_async._journal import Journal, log_failed_write
+from thanx_async._journal import log_failed_write
+from thanx_async._journal_protocol import JournalBackend, LeaseLostError
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 from thanx_async._resolution import Counters, Resolver
@@ -53,12 +55,13 @@ class BatchRunner:
         tracker: JobTracker,
         resolver: Resolver,
         counters: Counters,
-        journal: Journal | None,
+        journal: JournalBackend | None,
         namespace: str,
         max_in_flight: int,
         job_timeout: float | None,
         spawn: Callable[[SealedBatch], None],
         posted: Callable[[SealedBatch], None],
+        join: Callable[[Entry, int], None] | None = None,
         resend_after: float = 30.0,
     ) -> None:
         self._client = client
@@ -72,6 +75,7 @@ class BatchRunner:
         self._spawn = spawn
         self._posted = posted
         self._resend_after = resend_after
+        self._join = join
 
     async def run(self, sealed: SealedBatch) -> None:
         """The whole life of one batch; never raises (except cancellation)."""
@@ -86,9 +90,13 @@ class BatchRunner:
             assert body is not None
             assert key is not None
             if self._journal is not None and sealed.batch_id is None:
-                sealed.batch_id = await self._journal.seal(
-                    sealed.partition.ids, key, body, _row_ids(sealed.entries)
-                )
+                try:
+                    sealed.batch_id = await self._journal.seal(
+                        sealed.partition.ids, key, body, _row_ids(sealed.entries)
+                    )
+                except LeaseLostError as lost:
+                    self._give_up_lost(sealed, lost)
+                    return
             if sealed.job_id is None:
                 job = await self._post(sealed, body, key)
                 if job is None:
@@ -99,15 +107,8 @@ class BatchRunner:
                 job = IssuanceJob(id=sealed.job_id, state=JobState.PENDING)
                 self._posted(sealed)
             final = await self._follow(sealed, job)
-            if final is None:
-                return
-            if self._journal is not None and sealed.batch_id is not None:
-                await self._journal.finished(sealed.batch_id, job_to_json(final))
-            if final.state is JobState.FAILED:
-                logger.info("job %s (batch %s) failed", final.id, sealed.key)
-                self._fail_all(sealed.entries, JobFailedError(final))
-            else:
-                await self._resolve(sealed, final)
+            if final is not None:
+                await self._conclude(sealed, job.id, final)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or a journal failure must not strand futures
@@ -115,6 +116,43 @@ class BatchRunner:
             self._fail_all(sealed.entries, exc)
         finally:
             self._posted(sealed)
+
+    def _give_up_lost(self, sealed: SealedBatch, lost: LeaseLostError) -> None:
+        """Our lease expired and another process adopted some items: it issues those.
+
+        Their entries join that process's work (their callers get its result);
+        the items still ours are sealed again, as a new batch (new content, new key).
+        """
+        gone = set(lost.item_ids)
+        theirs = [e for e in sealed.entries if e.row_id in gone]
+        mine = [e for e in sealed.entries if e.row_id not in gone]
+        logger.warning(
+            "batch %s: %d identifiers were adopted by another process (this one lost its"
+            " journal lease); they are issued there", sealed.key, len(theirs),
+        )  # fmt: skip
+        assert self._join is not None  # only a fleet journal refuses a seal
+        for entry in theirs:
+            self._join(entry, entry.row_id or 0)
+        if mine:
+            self._counters.sealed_batches += 1
+            self._spawn(SealedBatch(sealed.partition, mine))
+
+    async def _conclude(self, sealed: SealedBatch, job_id: str, final: IssuanceJob) -> None:
+        """Record the job's end (with a journal) and resolve the batch's entries from it."""
+        if final.id != job_id:
+            # Another job's answer is no evidence about ours (nor are its failures).
+            final = IssuanceJob(
+                id=job_id,
+                state=final.state,
+                unreadable=f"asked about job {job_id}, the server answered about {final.id}",
+            )
+        if self._journal is not None and sealed.batch_id is not None:
+            await self._journal.finished(sealed.batch_id, job_to_json(final))
+        if final.state is JobState.FAILED and final.unreadable is None:
+            logger.info("job %s (batch %s) failed", final.id, sealed.key)
+            self._fail_all(sealed.entries, JobFailedError(final))
+        else:
+            await self._resolve(sealed, final)
 
     async def _post(self, sealed: SealedBatch, body: bytes, key: str) -> IssuanceJob | None:
         """POST until accepted; None when the batch ended otherwise."""
@@ -152,57 +190,108 @@ class BatchRunner:
             return job
 
     async def _follow(self, sealed: SealedBatch, job: IssuanceJob) -> IssuanceJob | None:
-        """Wait for the job's end; None when the batch ended otherwise."""
+        """Wait for the job's end; None when the batch ended otherwise.
+
+        When the job cannot be followed to its end (its poll got a final error
+        such as 404 or 403), the batch was still accepted and may well have
+        been issued: the job comes back with ``unreadable`` saying why, so its
+        identifiers resolve UNKNOWN (and, with a journal, are recorded so).
+        """
         tracked = self._tracker.track(job, merchant_id=sealed.partition.merchant_id)
         try:
-            if self._job_timeout is None:
+            try:
+                if self._job_timeout is None:
+                    return await tracked
+                return await asyncio.wait_for(asyncio.shield(tracked), self._job_timeout)
+            except TimeoutError:
+                error = JobTimeoutError(job.id)
+                if self._journal is None:
+                    self._tracker.untrack(job.id)
+                    self._fail_all(sealed.entries, error)
+                    return None
+                # The work goes on: current callers stop waiting, resubmissions join it.
+                self._detach_all(sealed.entries, error)
                 return await tracked
-            return await asyncio.wait_for(asyncio.shield(tracked), self._job_timeout)
-        except TimeoutError:
-            error = JobTimeoutError(job.id)
-            if self._journal is None:
-                self._tracker.untrack(job.id)
-                self._fail_all(sealed.entries, error)
-                return None
-            # The work goes on: current callers stop waiting, resubmissions join it.
-            self._detach_all(sealed.entries, error)
-            return await tracked
         except ThanxError as exc:
             logger.error(  # noqa: TRY400 - the error is expected and fully described here
                 "job %s of batch %s cannot be followed: %s", job.id, sealed.key, exc
             )
-            self._fail_all(sealed.entries, exc)
-            return None
+            return IssuanceJob(
+                id=job.id, state=job.state, unreadable=f"following it failed for good: {exc}"
+            )
 
     async def _bisect(self, sealed: SealedBatch, exc: APIError) -> None:
-        """Resend halves of a batch the server refused over one identifier, until it is isolated."""
-        if len(sealed.entries) == 1:
-            (entry,) = sealed.entries
-            await self._forget(sealed.entries, sealed.batch_id)
-            self._resolver.settle(
-                entry,
-                IssuanceOutcome(
-                    identifier=entry.identifier, status=OutcomeStatus.FAILED,
-                    error=exc.message, dedupe_key=entry.dedupe_key,
-                ),
-            )  # fmt: skip
+        """Isolate the identifier the server refused; everyone else is sent again.
+
+        When the server names the offender (``identifiers[123]`` in its
+        message, of the type its code names), that identifier fails with the
+        server's message and the rest is resent as one batch: about one POST
+        per refused identifier. Otherwise the batch is resent in halves until
+        the offender is alone. Either way the new batches have new content,
+        hence new keys, and an error names the position in the batch the
+        caller's identifier was first sealed into, not in a sub-batch.
+        """
+        entries = sealed.entries
+        origin = sealed.origin or list(range(len(entries)))
+        named = named_offender(exc, entries)
+        if len(entries) == 1 or named is not None:
+            index = 0 if named is None else named
+            await self._refused(sealed, index, origin, exc)
             return
-        middle = len(sealed.entries) // 2
-        halves = [
-            SealedBatch(sealed.partition, part)
-            for part in (sealed.entries[:middle], sealed.entries[middle:])
-        ]
-        for half in halves:
-            await freeze(half, self._namespace)
+        middle = len(entries) // 2
+        parts = [(entries[:middle], origin[:middle]), (entries[middle:], origin[middle:])]
         logger.info("batch %s refused (%s); resending in halves", sealed.key, exc.code)
+        await self._resend(sealed, parts, dropped=[])
+
+    async def _refused(
+        self, sealed: SealedBatch, index: int, origin: list[int], exc: APIError
+    ) -> None:
+        """Fail the identifier at ``index`` with the server's reason; resend the others."""
+        entries = sealed.entries
+        entry = entries[index]
+        rest = ([*entries[:index], *entries[index + 1 :]], [*origin[:index], *origin[index + 1 :]])
+        if rest[0]:
+            logger.info(
+                "batch %s refused identifier %d (%s); resending the other %d",
+                sealed.key, origin[index], exc.code, len(rest[0]),
+            )  # fmt: skip
+            await self._resend(sealed, [rest], dropped=[entry])
+        else:
+            await self._forget(entries, sealed.batch_id)
+        message = _OFFENDER.sub(
+            lambda m: f"identifiers[{origin[index]}]" if int(m.group(1)) == index else m.group(0),
+            exc.message,
+        )
+        self._resolver.settle(
+            entry,
+            IssuanceOutcome(
+                identifier=entry.identifier, status=OutcomeStatus.FAILED,
+                error=message, dedupe_key=entry.dedupe_key,
+            ),
+        )  # fmt: skip
+
+    async def _resend(
+        self,
+        sealed: SealedBatch,
+        parts: list[tuple[list[Entry], list[int]]],
+        dropped: list[Entry],
+    ) -> None:
+        """Replace a refused batch by new batches of ``parts`` (journaled in one step)."""
+        batches = [
+            SealedBatch(sealed.partition, part, origin=positions) for part, positions in parts
+        ]
+        for batch in batches:
+            await freeze(batch, self._namespace)
         if self._journal is not None and sealed.batch_id is not None:
-            records = [(h.key or "", h.body or b"", _row_ids(h.entries)) for h in halves]
-            ids = await self._journal.split(sealed.batch_id, sealed.partition.ids, records)
-            for half, batch_id in zip(halves, ids, strict=True):
-                half.batch_id = batch_id
-        for half in halves:
+            records = [(b.key or "", b.body or b"", _row_ids(b.entries)) for b in batches]
+            ids = await self._journal.split(
+                sealed.batch_id, sealed.partition.ids, records, dropped=_row_ids(dropped)
+            )
+            for batch, batch_id in zip(batches, ids, strict=True):
+                batch.batch_id = batch_id
+        for batch in batches:
             self._counters.sealed_batches += 1
-            self._spawn(half)
+            self._spawn(batch)
 
     async def _resolve(self, sealed: SealedBatch, job: IssuanceJob) -> None:
         verdict = JobVerdict.of(job, len(sealed.entries))
@@ -235,6 +324,22 @@ class BatchRunner:
     def _detach_all(self, entries: Sequence[Entry], exc: BaseException) -> None:
         for entry in entries:
             self._resolver.detach(entry, exc)
+
+
+#: How the API names an identifier in an error message: ``identifiers[123]``.
+_OFFENDER = re.compile(r"identifiers\[(\d+)\]")
+_CODE_TYPES = {"USER_EMAIL_INVALID": "email", "USER_PHONE_INVALID": "phone"}
+
+
+def named_offender(exc: APIError, entries: Sequence[Entry]) -> int | None:
+    """The position the server's message blames, if it names one of the right type."""
+    match = _OFFENDER.search(exc.message)
+    if match is None:
+        return None
+    index = int(match.group(1))
+    if index >= len(entries) or entries[index].type != _CODE_TYPES.get(exc.code or ""):
+        return None  # not a position of this batch, or not what the code says: halve instead
+    return index
 
 
 def _row_ids(entries: Sequence[Entry]) -> list[int]:

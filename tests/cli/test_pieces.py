@@ -199,6 +199,8 @@ async def test_live_progress_renders_on_a_terminal(thanx_client: ta.ThanxClient)
     assert "test run" in text
     assert "submitted" in text
     assert "100%" in text
+    assert "2/2 rows" in text
+    assert "ETA 0:00" in text
     rows = dict(request_rows(progress.snapshot()))
     assert rows["batches"] == "1"
     table = summary_table("Summary", [("issued", "1")])

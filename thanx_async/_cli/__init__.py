@@ -2,7 +2,8 @@
 
 Commands::
 
-    thanx-async issue --merchant M --campaign C --variant V [FILE|-] [--report R] [--journal J]
+    thanx-async issue --merchant M --campaign C --variant V [FILE|-]
+                      [--report R] [--journal J] [--yes]
     thanx-async job get|wait|revoke JOB_ID --merchant M [--json]
     thanx-async campaigns list --merchant M [--json]
     thanx-async scopes [--json]
@@ -75,6 +76,7 @@ def _command(args: argparse.Namespace, consoles: Consoles) -> _Command:
             max_wait=args.max_wait,
             grace=args.grace,
             progress=not args.no_progress,
+            yes=args.yes,
         )
         return lambda: run_issue(issue, creds, consoles)
     as_json: bool = args.json
@@ -100,6 +102,7 @@ def _command(args: argparse.Namespace, consoles: Consoles) -> _Command:
 
 def _run_emulator(args: argparse.Namespace) -> int:
     from thanx_async.testing import main as emulator_main  # noqa: PLC0415 - only this command
+    from thanx_async.testing._webhook_options import webhook_argv  # noqa: PLC0415
 
     return emulator_main(
         [
@@ -111,6 +114,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
             f"--per-window={args.per_window}",
             f"--window={args.window}",
             f"--timespec={args.timespec}",
+            *webhook_argv(args),
         ]
     )
 

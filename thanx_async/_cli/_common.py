@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 import attrs
 from rich.console import Console
@@ -39,8 +40,10 @@ __all__ = [
     "Consoles",
     "Credentials",
     "RedactingFilter",
+    "check_base_url",
     "configure_logging",
     "describe_error",
+    "plural",
     "redact",
     "resolve_credentials",
 ]
@@ -192,13 +195,16 @@ def resolve_credentials(
     """Flags first, then ``THANX_CLIENT_ID`` / ``THANX_ACCESS_TOKEN`` / ``THANX_BASE_URL``.
 
     Raises:
-        CLIError: the client id or the token is missing (exit status 2); the
-            message names what is missing, never a value.
+        CLIError: the client id or the token is missing, or the base URL is not
+            an http(s) URL (exit status 2); the message names what is wrong,
+            never the token.
     """
     env = os.environ if env is None else env
     client_id = client_id or env.get("THANX_CLIENT_ID")
     access_token = access_token or env.get("THANX_ACCESS_TOKEN")
+    url_source = "--base-url" if base_url else "THANX_BASE_URL"
     base_url = base_url or env.get("THANX_BASE_URL") or SANDBOX_URL
+    check_base_url(base_url, url_source)
     missing = [
         f"{variable} (or {flag})"
         for variable, flag, value in (
@@ -215,6 +221,26 @@ def resolve_credentials(
         )
     add_secret(access_token)
     return Credentials(client_id=client_id, access_token=access_token, base_url=base_url)
+
+
+def plural(count: int, word: str) -> str:
+    """``1 identifier``, ``2 identifiers``, ``1,000 rows``."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def check_base_url(base_url: str, source: str = "THANX_BASE_URL") -> None:
+    """Refuse a base URL that is not ``http(s)://host[:port]`` (exit status 2).
+
+    Without a scheme, ``api.thanx.com`` would only fail once a request is
+    tried (after the retries), with an error that does not say why.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CLIError(
+            f"{source} {base_url!r} is not an http(s) URL: write it with its scheme, "
+            f"e.g. {SANDBOX_URL} or http://127.0.0.1:8400",
+            EXIT_USAGE,
+        )
 
 
 def describe_error(exc: BaseException, base_url: str | None = None) -> str:

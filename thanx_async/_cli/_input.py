@@ -11,32 +11,25 @@ Detection looks at the first non-blank line:
 Rows carry the line number they start on (the header is line 1), so invalid
 ones can be reported where the user will look for them. ``_reader.RowReader``
 runs this on a thread.
+
+The CSV is read strictly: a quote left open, a quoted field followed by more
+text, or an identifier running over several lines is an :class:`InputError`
+naming the line, never a row that silently swallows the rest of the file.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import itertools
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Literal, TextIO
+from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import attrs
 
 from thanx_async._errors import InvalidIdentifierError
 from thanx_async._identifiers import Identifier
 
-__all__ = [
-    "BadRow",
-    "InputError",
-    "Row",
-    "count_data_lines",
-    "open_input",
-    "parse_row",
-    "read_rows",
-]
+__all__ = ["BadRow", "InputError", "Row", "parse_row", "read_rows"]
 
 Kind = Literal["email", "phone"] | None
 
@@ -125,16 +118,26 @@ def _kind_name(kind: Kind) -> str:
     return "identifier" if kind is None else kind
 
 
-def read_rows(stream: TextIO, *, column: str | None = None) -> Iterator[Row | BadRow]:
-    """Every identifier of ``stream`` as :class:`Row` (or :class:`BadRow`), in order.
+def read_rows(
+    lines: Iterable[str],
+    *,
+    column: str | None = None,
+    spans: list[tuple[int, int]] | None = None,
+) -> Iterator[Row | BadRow]:
+    """Every identifier of ``lines`` as :class:`Row` (or :class:`BadRow`), in order.
 
     Args:
-        stream: text opened with ``newline=""`` (CSV fields may hold newlines).
+        lines: text lines with their endings (a file opened with ``newline=""``,
+            or :func:`thanx_async._cli._source.text_lines`).
         column: the header name to read, instead of detecting one.
+        spans: if given, ``(first, last)`` lines of every CSV record running
+            over several lines are appended to it.
 
     Raises:
-        InputError: a header without an identifier column, or an unknown ``--column``.
+        InputError: a header without an identifier column, an unknown
+            ``--column``, or CSV that cannot be read to the end.
     """
+    stream = iter(lines)
     line_no = 0
     first = ""
     for first in stream:
@@ -148,7 +151,7 @@ def read_rows(stream: TextIO, *, column: str | None = None) -> Iterator[Row | Ba
         yield from _plain(itertools.chain([first], stream), line_no)
     else:
         delimiter, columns = header
-        yield from _csv(stream, line_no, delimiter, columns)
+        yield from _csv(stream, line_no, delimiter, columns, spans)
 
 
 def _plain(lines: Iterator[str], first_line: int) -> Iterator[Row | BadRow]:
@@ -158,60 +161,59 @@ def _plain(lines: Iterator[str], first_line: int) -> Iterator[Row | BadRow]:
             yield Row(line_no, text)
 
 
+def _csv_error(exc: csv.Error, start: int, end: int) -> InputError:
+    """What a CSV error means for the user, naming the line of the record."""
+    text = str(exc)
+    if "unexpected end of data" in text:
+        return InputError(
+            f"line {start}: a quoted field is never closed: from its opening quote to the "
+            f"end of the input (line {end}) everything would be one field. Remove or close "
+            'the stray quote (a quote inside a field is written twice, "")'
+        )
+    if "field larger than field limit" in text:
+        return InputError(
+            f"line {start}: a field runs on for over {csv.field_size_limit():,} characters: "
+            "is a quote left open?"
+        )
+    return InputError(
+        f'line {end}: not valid CSV ({text}); a quote inside a field is written twice, ""'
+    )
+
+
 def _csv(
-    stream: TextIO, header_line: int, delimiter: str, columns: list[tuple[int, Kind]]
+    stream: Iterator[str],
+    header_line: int,
+    delimiter: str,
+    columns: list[tuple[int, Kind]],
+    spans: list[tuple[int, int]] | None,
 ) -> Iterator[Row | BadRow]:
-    reader = csv.reader(stream, delimiter=delimiter)
+    reader = csv.reader(stream, delimiter=delimiter, strict=True)
     last = header_line
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _csv_error(exc, last + 1, header_line + reader.line_num) from None
         line_no, last = last + 1, header_line + reader.line_num
         if not any(cell.strip() for cell in record):
             continue
-        for index, kind in columns:
-            value = record[index].strip() if index < len(record) else ""
-            if value:
-                yield Row(line_no, value, kind)
-                break
-        else:
+        if last > line_no and spans is not None:
+            spans.append((line_no, last))
+        values = [(record[i].strip() if i < len(record) else "", kind) for i, kind in columns]
+        for value, kind in values:
+            if "\n" in value or "\r" in value:
+                # No identifier holds a line break: an unmatched quote opened this field.
+                raise InputError(
+                    f"line {line_no}: the {_kind_name(kind)} field runs over lines "
+                    f"{line_no}-{last}: is a quote left open on line {line_no}?"
+                )
+        chosen = next(((value, kind) for value, kind in values if value), None)
+        if chosen is None:
             yield BadRow(line_no, delimiter.join(record), "no identifier in this row")
-
-
-def open_input(path: str) -> Callable[[], TextIO]:
-    """A function opening ``path`` (``-`` for stdin) as UTF-8 text (a BOM is dropped).
-
-    Raises:
-        InputError: the file does not exist or is a directory.
-    """
-    if path == "-":
-        return lambda: io.TextIOWrapper(
-            sys.stdin.buffer, encoding="utf-8-sig", newline="", errors="strict"
-        )
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"{path}: no such file")
-    return lambda: file.open(encoding="utf-8-sig", newline="")
-
-
-def count_data_lines(path: str, column: str | None = None) -> int | None:
-    """An estimate of a regular file's rows (non-blank lines, less a header); None for stdin.
-
-    Raises:
-        InputError: the header names no identifier column (or not ``column``).
-    """
-    if path == "-":
-        return None
-    count = 0
-    first: bytes | None = None
-    with Path(path).open("rb") as file:
-        for line in file:
-            if line.strip():
-                count += 1
-                if first is None:
-                    first = line
-    if first is None:
-        return 0
-    text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
-    return count - 1 if _header(text, column) is not None else count
+        else:
+            yield Row(line_no, *chosen)
 
 
 def parse_row(row: Row) -> Identifier | InvalidIdentifierError:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 from thanx_async._cli._common import EXIT_USAGE, redact
 from thanx_async._cli._demo import DemoOptions
 from thanx_async._version import __version__
+from thanx_async.testing._webhook_options import add_webhook_arguments
 
 __all__ = ["build_parser"]
 
@@ -35,6 +38,34 @@ class _Parser(argparse.ArgumentParser):
             message = prefix + " ".join(w if w.startswith("-") else "..." for w in words)
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {redact(message)}\n")
+
+
+def _number(
+    kind: Callable[[str], float], low: float, high: float = math.inf, *, above: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a number in [low, high] (or (low, high] with ``above``), else exit 2."""
+    name = "an integer" if kind is int else "a number"
+    bound = f"> {low:g}" if above else f">= {low:g}"
+    if high != math.inf:
+        bound = f"from {low:g} to {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {name} {bound}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or value > high or (above and value == low):
+            raise argparse.ArgumentTypeError(f"must be {name} {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
+
+
+_SECONDS = _number(float, 0.0)
+_POSITIVE = _number(float, 0.0, above=True)
+_COUNT = _number(int, 0)
+_AT_LEAST_ONE = _number(int, 1)
 
 
 def _credentials_parent() -> argparse.ArgumentParser:
@@ -69,8 +100,11 @@ def _add_issue(commands: argparse._SubParsersAction[_Parser], creds: _Parser) ->
         description=(
             "Issue one campaign variant's reward to every identifier read from FILE (or stdin): "
             "a CSV with a column named email, phone or identifier (detected), or one "
-            "identifier per line. Invalid lines are reported with their line numbers and "
-            "skipped. Exit status 1 when any identifier was not issued."
+            "identifier per line. The whole input is read and checked, and the merchant, "
+            "campaign and variant with the API, before anything is sent (a pipe is copied to "
+            "a temporary file first). Invalid lines are reported with their line numbers and "
+            "skipped. Exit status 1 when any identifier was not issued, 2 when nothing was sent "
+            "because of a usage error."
         ),
     )
     issue.add_argument("source", nargs="?", default="-", metavar="FILE", help="input, - = stdin")
@@ -78,7 +112,11 @@ def _add_issue(commands: argparse._SubParsersAction[_Parser], creds: _Parser) ->
     issue.add_argument("--campaign", required=True, metavar="ID", help="campaign_id")
     issue.add_argument("--variant", required=True, metavar="ID", help="variant_id")
     issue.add_argument(
-        "--report", type=Path, metavar="PATH", help="write every outcome to PATH (.csv or .jsonl)"
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="write one row per input row to PATH (.csv or .jsonl; - for stdout, the summary "
+        "then goes to stderr)",
     )
     issue.add_argument(
         "--report-format", choices=("csv", "jsonl"), help="report format (default: from suffix)"
@@ -92,23 +130,33 @@ def _add_issue(commands: argparse._SubParsersAction[_Parser], creds: _Parser) ->
     )
     issue.add_argument("--column", metavar="NAME", help="CSV column to read (default: detected)")
     issue.add_argument(
-        "--batch-size", type=int, default=10_000, metavar="N", help="identifiers per request"
+        "--batch-size",
+        type=_number(int, 1, 10_000),
+        default=10_000,
+        metavar="N",
+        help="identifiers per request, 1 to 10000 (default: %(default)s)",
     )
     issue.add_argument(
         "--max-wait",
-        type=float,
+        type=_SECONDS,
         default=5.0,
         metavar="S",
-        help="seconds a partial batch waits for more input (default: %(default)s)",
+        help="seconds a partial batch waits for more rows (default: %(default)s)",
     )
     issue.add_argument(
         "--grace",
-        type=float,
+        type=_SECONDS,
         default=10.0,
         metavar="S",
         help="after Ctrl-C, seconds to wait for outstanding outcomes (default: %(default)s)",
     )
     issue.add_argument("--no-progress", action="store_true", help="no live progress")
+    issue.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="issue even to a control variant or an ended campaign without asking",
+    )
 
 
 def _add_job(commands: argparse._SubParsersAction[_Parser], creds: _Parser, json: _Parser) -> None:
@@ -124,7 +172,7 @@ def _add_job(commands: argparse._SubParsersAction[_Parser], creds: _Parser, json
         action.add_argument("job_id", metavar="JOB_ID")
         action.add_argument("--merchant", required=True, metavar="ID", help="merchant_id")
         if name == "wait":
-            action.add_argument("--timeout", type=float, metavar="S", help="give up after S s")
+            action.add_argument("--timeout", type=_POSITIVE, metavar="S", help="give up after S s")
 
 
 def _add_emulator(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -135,19 +183,21 @@ def _add_emulator(commands: argparse._SubParsersAction[_Parser]) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = emulator.add_argument
-    add("--port", type=int, default=8400, metavar="N", help="port (0 picks a free one)")
+    port = _number(int, 0, 65_535)
+    add("--port", type=port, default=8400, metavar="N", help="port (0 picks a free one)")
     add("--host", default="127.0.0.1", metavar="ADDR", help="address to bind")
-    add("--speed", type=float, default=20_000.0, metavar="N", help="identifiers/s per job")
-    add("--start-delay", type=float, default=0.2, metavar="S", help="seconds before a job starts")
-    add("--per-second", type=int, default=5, metavar="N", help="requests per second (0: off)")
-    add("--per-window", type=int, default=2000, metavar="N", help="requests per window (0: off)")
-    add("--window", type=float, default=900.0, metavar="S", help="the long window, in seconds")
+    add("--speed", type=_POSITIVE, default=20_000.0, metavar="N", help="identifiers/s per job")
+    add("--start-delay", type=_SECONDS, default=0.2, metavar="S", help="seconds before jobs start")
+    add("--per-second", type=_COUNT, default=5, metavar="N", help="requests per second (0: off)")
+    add("--per-window", type=_COUNT, default=2000, metavar="N", help="requests per window (0: off)")
+    add("--window", type=_POSITIVE, default=900.0, metavar="S", help="the long window, in seconds")
     add(
         "--timespec",
         choices=("seconds", "milliseconds", "microseconds"),
         default="seconds",
         help="precision of job timestamps (the API documents whole seconds)",
     )
+    add_webhook_arguments(emulator)
 
 
 def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
@@ -162,14 +212,14 @@ def _add_demo(commands: argparse._SubParsersAction[_Parser]) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = demo.add_argument
-    add("--count", type=int, default=d.count, metavar="N", help="events to stream")
-    add("--producers", type=int, default=d.producers, metavar="N", help="concurrent producers")
-    add("--rate", type=float, default=d.rate, metavar="N", help="events per second (0: unpaced)")
+    add("--count", type=_COUNT, default=d.count, metavar="N", help="events to stream")
+    add("--producers", type=_AT_LEAST_ONE, default=d.producers, metavar="N", help="producers")
+    add("--rate", type=_SECONDS, default=d.rate, metavar="N", help="events per second (0: unpaced)")
     add("--seed", type=int, default=d.seed, metavar="N", help="seed of the generated stream")
-    add("--job-speed", type=float, default=d.job_speed, metavar="N", help="identifiers/s per job")
-    add("--start-delay", type=float, default=d.start_delay, metavar="S", help="job start delay")
-    add("--max-wait", type=float, default=d.max_wait, metavar="S", help="the batcher's max_wait")
-    add("--grace", type=float, default=d.grace, metavar="S", help="wait after Ctrl-C")
+    add("--job-speed", type=_POSITIVE, default=d.job_speed, metavar="N", help="ids/s per job")
+    add("--start-delay", type=_SECONDS, default=d.start_delay, metavar="S", help="job start delay")
+    add("--max-wait", type=_SECONDS, default=d.max_wait, metavar="S", help="the batcher's max_wait")
+    add("--grace", type=_SECONDS, default=d.grace, metavar="S", help="wait after Ctrl-C")
     add("--no-progress", action="store_true", help="no live progress")
 
 

@@ -41,6 +41,7 @@ class Tally:
         failed: outcomes FAILED, or batches that failed.
         unknown: outcomes UNKNOWN.
         unresolved: identifiers whose outcome is not known when the run ends.
+        not_sent: rows never handed to the batcher (the command stopped first).
     """
 
     expected: int | None = None
@@ -52,6 +53,7 @@ class Tally:
     failed: int = 0
     unknown: int = 0
     unresolved: int = 0
+    not_sent: int = 0
     feeding_done: bool = False
     all_settled: asyncio.Event = attrs.field(factory=asyncio.Event)
 
@@ -62,8 +64,8 @@ class Tally:
 
     @property
     def finished_rows(self) -> int:
-        """Rows that need nothing more: settled, invalid or duplicate."""
-        return self.settled + self.invalid + self.duplicates
+        """Rows that need nothing more: settled, invalid, duplicate or not sent."""
+        return self.settled + self.invalid + self.duplicates + self.not_sent
 
     def check_settled(self) -> None:
         """Set :attr:`all_settled` once feeding is over and every submission is settled."""
@@ -98,10 +100,34 @@ class Snapshot:
         done = self.issued + self.failed + self.unknown
         return done / self.elapsed if self.elapsed > 0 else 0.0
 
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far, when the total is known and rows have finished."""
+        if not self.expected or self.finished_rows <= 0 or self.elapsed <= 0:
+            return None
+        left = max(0, self.expected - self.finished_rows)
+        return left * self.elapsed / self.finished_rows
+
 
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
+    if minutes >= 60:
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours}:{minutes:02d}:{secs:02d}"
     return f"{minutes}:{secs:02d}"
+
+
+def _eta(s: Snapshot) -> str:
+    eta = s.eta
+    return "ETA --:--" if eta is None else f"ETA {_duration(eta + 0.999)}"
+
+
+def _rows_done(s: Snapshot) -> str:
+    """``rows 4,000/10,000 (40%) · ETA 0:12`` when the total is known, else nothing."""
+    if not s.expected:
+        return ""
+    total = max(s.expected, s.finished_rows)
+    return f"rows {s.finished_rows:,}/{total:,} ({s.finished_rows * 100 // total}%) · {_eta(s)} · "
 
 
 class LiveProgress:
@@ -216,7 +242,8 @@ class LiveProgress:
         """The progress as one plain line."""
         s = self.snapshot()
         return (
-            f"[{_duration(s.elapsed)}] submitted {s.submitted:,} · accepted {s.accepted:,} · "
+            f"[{_duration(s.elapsed)}] {_rows_done(s)}"
+            f"submitted {s.submitted:,} · accepted {s.accepted:,} · "
             f"issued {s.issued:,} · failed {s.failed:,} · unknown {s.unknown:,} · "
             f"invalid {s.invalid:,} · {s.rate:,.0f} ids/s · requests {s.requests:,} · "
             f"429s {s.rate_limited:,}"
@@ -230,7 +257,10 @@ class LiveProgress:
             grid = Table.grid(padding=(0, 1))
             grid.add_row(
                 ProgressBar(total=total, completed=s.finished_rows, width=40),
-                Text(f"{s.finished_rows * 100 // total:3d}%  {_duration(s.elapsed)}"),
+                Text(
+                    f"{s.finished_rows * 100 // total:3d}%  {s.finished_rows:,}/{total:,} rows  "
+                    f"{_duration(s.elapsed)}  {_eta(s)}"
+                ),
             )
             bar: RenderableType = grid
         else:
@@ -287,6 +317,7 @@ def outcome_rows(tally: Tally) -> list[tuple[str, str]]:
         ("failed", f"[red]{tally.failed:,}[/]" if tally.failed else "0"),
         ("unknown", f"{tally.unknown:,}"),
         ("unresolved", f"[yellow]{tally.unresolved:,}[/]" if tally.unresolved else "0"),
+        *((("not sent", f"[yellow]{tally.not_sent:,}[/]"),) if tally.not_sent else ()),
     ]
 
 

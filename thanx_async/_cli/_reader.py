@@ -1,8 +1,8 @@
 """RowReader: reads input rows on a daemon thread and hands them to the event loop.
 
-A file is read quickly, but a pipe (``thanx-async issue -``) may block for as
-long as its writer likes; reading on a thread keeps the event loop (progress,
-polls, Ctrl-C) responsive whatever the input does.
+The input was checked in full before (``_source.scan``), so reading it again
+is quick; a thread still keeps the event loop (progress, polls, Ctrl-C)
+responsive while a large file is parsed.
 """
 
 from __future__ import annotations
@@ -12,25 +12,26 @@ import contextlib
 import csv
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable
-from typing import TextIO
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
 
 from thanx_async._cli._input import BadRow, InputError, Row, read_rows
 
 __all__ = ["RowReader"]
 
 _Item = list[Row | BadRow] | BaseException | None
+#: Opens the input: a context manager giving its text lines (``InputSource.lines``).
+Opener = Callable[[], AbstractContextManager[Iterator[str]]]
 
 
 class RowReader:
     """Reads rows on a daemon thread and hands them to the event loop in chunks.
 
     The thread stops at the end of input, on :meth:`stop`, or when the loop is
-    gone. A stdin that never sends anything keeps only that daemon thread
-    waiting, which does not hold up the process's exit.
+    gone.
 
     Args:
-        opener: opens the input (from :func:`open_input`).
+        opener: opens the input (``InputSource.lines``).
         column: forwarded to :func:`read_rows`.
         chunk: rows per hand-over.
         depth: chunks buffered ahead of the consumer.
@@ -38,7 +39,7 @@ class RowReader:
 
     def __init__(
         self,
-        opener: Callable[[], TextIO],
+        opener: Opener,
         *,
         column: str | None = None,
         chunk: int = 1000,
@@ -64,6 +65,12 @@ class RowReader:
     def stop(self) -> None:
         """Ask the thread to stop after its current row."""
         self._stopped.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread and wait for it: the input can then be read again."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     async def __aiter__(self) -> AsyncIterator[list[Row | BadRow]]:
         """Chunks of rows until the input ends (errors of the reading thread are raised here)."""
@@ -92,8 +99,8 @@ class RowReader:
     def _run(self) -> None:
         chunk: list[Row | BadRow] = []
         try:
-            with self._opener() as stream:
-                for row in read_rows(stream, column=self._column):
+            with self._opener() as lines:
+                for row in read_rows(lines, column=self._column):
                     chunk.append(row)
                     if len(chunk) >= self._chunk:
                         if not self._put(chunk):

@@ -1,16 +1,20 @@
 """The per-identifier report of ``thanx-async issue --report``: CSV or JSON Lines.
 
-One row per input row that held something, in the order outcomes arrive:
+One row per input row that held something (the header, blank lines and
+comments excluded), written as outcomes arrive; ``line`` gives each row's
+place in the input (sort by it for input order):
 
 =========== ===============================================================
-line        the input line the identifier starts on
+line        the input line the row starts on
 identifier  the normalised identifier (or the raw text of an invalid line)
 type        ``email`` / ``phone`` (empty for invalid lines)
-status      ``issued``, ``failed``, ``unknown``, ``invalid``, ``duplicate``
-            or ``unresolved``
+status      ``issued``, ``failed``, ``unknown``, ``invalid``, ``duplicate``,
+            ``unresolved`` or ``not_sent``
 job_id      the issuance job that carried it, if any
 error       why it is not ``issued``, if it is not
 =========== ===============================================================
+
+``--report -`` writes the report on stdout (the summary then goes to stderr).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import enum
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -26,7 +31,7 @@ import orjson
 from thanx_async._errors import BatcherClosedError, JobFailedError, JobTimeoutError, TransportError
 from thanx_async._outcomes import IssuanceOutcome
 
-__all__ = ["FIELDS", "Report", "ReportFormat", "Status", "classify"]
+__all__ = ["FIELDS", "STDOUT", "Report", "ReportFormat", "Status", "classify"]
 
 FIELDS = ("line", "identifier", "type", "status", "job_id", "error")
 
@@ -40,6 +45,8 @@ class Status(enum.StrEnum):
     INVALID = "invalid"
     DUPLICATE = "duplicate"
     UNRESOLVED = "unresolved"
+    #: Never handed to the batcher (the command stopped first): nothing was sent for it.
+    NOT_SENT = "not_sent"
 
 
 class ReportFormat(enum.StrEnum):
@@ -56,11 +63,15 @@ class ReportFormat(enum.StrEnum):
         return cls.JSONL if path.suffix.lower() in (".jsonl", ".ndjson") else cls.CSV
 
 
+#: ``--report -``: the report goes to stdout.
+STDOUT = Path("-")
+
+
 class Report:
     """Writes report rows as outcomes arrive; the file is replaced, not appended to.
 
     Args:
-        path: where to write.
+        path: where to write; ``-`` (:data:`STDOUT`) is stdout.
         fmt: the format.
 
     Raises:
@@ -71,7 +82,10 @@ class Report:
         self.path = path
         self.format = fmt
         self.rows = 0
-        self._file: IO[str] = path.open("w", encoding="utf-8", newline="")
+        self.to_stdout = path == STDOUT
+        self._file: IO[str] = (
+            sys.stdout if self.to_stdout else path.open("w", encoding="utf-8", newline="")
+        )
         self._csv = csv.writer(self._file) if fmt is ReportFormat.CSV else None
         if self._csv is not None:
             self._csv.writerow(FIELDS)
@@ -103,9 +117,16 @@ class Report:
         }
         self._file.write(orjson.dumps(record).decode() + "\n")
 
+    @property
+    def label(self) -> str:
+        """How the summary names the report."""
+        return "stdout" if self.to_stdout else str(self.path)
+
     def close(self) -> None:
-        """Flush and close the file (idempotent)."""
-        if not self._file.closed:
+        """Flush and close the file (idempotent; stdout is only flushed)."""
+        if self.to_stdout:
+            self._file.flush()
+        elif not self._file.closed:
             self._file.close()
 
 

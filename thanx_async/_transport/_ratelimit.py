@@ -19,7 +19,7 @@ import functools
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
@@ -29,7 +29,15 @@ from thanx_async._transport._ratelog import LogEntry, SlidingLog, Snapshot
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["LimiterStats", "LogEntry", "RateLimiter", "SlidingLog", "SlidingWindowLimiter", "Slot"]
+__all__ = [
+    "LimiterStats",
+    "LogEntry",
+    "PersistentRateLog",
+    "RateLimiter",
+    "SlidingLog",
+    "SlidingWindowLimiter",
+    "Slot",
+]
 
 # The pure core lives in _ratelog; its names are re-exported here for convenience.
 
@@ -50,6 +58,25 @@ class RateLimiter(Protocol):
         Args:
             background: a job poll, which yields to waiting foreground requests.
         """
+
+
+@runtime_checkable
+class PersistentRateLog(Protocol):
+    """An optional capability of a :class:`RateLimiter`: its recent log can be saved and loaded.
+
+    The in-process limiter has it, so a journal can carry its log across a
+    restart (a restarted process must not burst into 429s its predecessor's
+    requests would provoke). A shared limiter keeps its log where it counts
+    and does not need it.
+    """
+
+    def snapshot(self) -> Snapshot:
+        """The live log as ``(start, finish)`` wall-clock seconds."""
+        ...
+
+    def restore(self, entries: Iterable[tuple[float, float | None]]) -> None:
+        """Load a :meth:`snapshot` (maybe a dead process's)."""
+        ...
 
 
 @attrs.frozen(kw_only=True)

@@ -1,7 +1,9 @@
 """The rate limiter's pure core: one sliding log over both of the server's windows.
 
 Thanx allows, per credential, ``per_second`` requests in any ``second``-long
-window and ``per_window`` in any ``window``-long window, and stamps a request
+window and ``per_window`` in any ``window``-long window (a fractional
+``per_second`` becomes one request per ``second / per_second``: see
+:attr:`RateLimit.short_window`), and stamps a request
 when it *arrives*. We never see that stamp; we only know it lies between the
 moment we start sending (``s``) and the moment the response arrives (``f``).
 So every request stays in a log and, for a window of length ``W``, counts from
@@ -75,7 +77,7 @@ class SlidingLog:
     """
 
     def __init__(self, limit: RateLimit) -> None:
-        self._short = _Window(limit.second, limit.per_second)
+        self._short = _Window(*limit.short_window)
         self._long = _Window(limit.window, limit.per_window)
         self._in_flight: set[LogEntry] = set()
         self._paused_until = float("-inf")
@@ -127,8 +129,13 @@ class SlidingLog:
         the server knows requests we do not (another process, a restart without
         a journal). If the long window has less than one short window's budget
         left, the long window is the likely culprit: hold until the oldest
-        ``per_second`` finished entries have left it. In any case hold for a
+        short-window-limit finished entries have left it. In any case hold for a
         full short window from ``now``, and until ``now + retry_after`` if given.
+
+        A ``retry_after`` is capped at the long window (no limit of this API
+        needs a longer pause, and an absurd value such as ``86400``, ``inf`` or
+        a date in 2099 must not stall every request); a NaN or negative one is
+        ignored.
         """
         self._prune(now)
         until = now + self._short.length
@@ -137,8 +144,8 @@ class SlidingLog:
             freed = min(self._short.limit, len(long.finished))
             if freed:
                 until = max(until, long.finished[freed - 1][0] + long.length)
-        if retry_after is not None:
-            until = max(until, now + retry_after)
+        if retry_after is not None and retry_after > 0:  # False for NaN
+            until = max(until, now + min(retry_after, long.length))
         self._paused_until = max(self._paused_until, until)
 
     def snapshot(self, now: float) -> Snapshot:

@@ -4,12 +4,17 @@ The retry loop lives here rather than in a library because its rules are the
 API's: a POST is only retried when it carries an idempotency key, every retry
 sends the very same bytes and key, a 401 re-asks the token provider once, and a
 429 also informs the rate limiter.
+
+Every call is bounded: :attr:`RetryPolicy.deadline` covers all of it, the time
+spent waiting for a token and for rate budget included, and a ``Retry-After``
+is capped at the long rate window. The client's tokens are cut out of every
+error text and log line made here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import contextlib
 import logging
 import random
 import time
@@ -28,11 +33,12 @@ from thanx_async._errors import (
     api_error_from_response,
 )
 from thanx_async._serde import DecodeError
-from thanx_async._transport._auth import TokenSource
+from thanx_async._transport._auth import TokenError, TokenSource
+from thanx_async._transport._calls import Call, NotSent, parse_retry_after
 from thanx_async._transport._http import Response, Transport
-from thanx_async._transport._ratelimit import RateLimiter
+from thanx_async._transport._ratelimit import RateLimiter, Slot
 
-__all__ = ["ACCEPT_VERSION", "Requester", "TransportStats"]
+__all__ = ["ACCEPT_VERSION", "Requester", "TransportStats", "parse_retry_after"]
 
 logger = logging.getLogger("thanx_async.transport")
 
@@ -52,23 +58,20 @@ class TransportStats:
     token_refreshes: int = 0
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), if usable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class Requester:
-    """Sends API requests through auth, the rate limiter and the retry policy."""
+    """Sends API requests through auth, the rate limiter and the retry policy.
+
+    Args:
+        base_url: scheme and host (and an optional path prefix).
+        client_id: the ``X-ClientId``.
+        token: where the bearer token comes from.
+        user_agent: the ``User-Agent``.
+        timeout: seconds for one attempt.
+        retry: attempts, backoff and the overall deadline of one call.
+        limiter: the rate limiter every attempt goes through.
+        transport: the wire.
+        max_retry_after: the cap on any ``Retry-After`` (the long rate window).
+    """
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class Requester:
         retry: RetryPolicy,
         limiter: RateLimiter,
         transport: Transport,
+        max_retry_after: float = 900.0,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._client_id = client_id
@@ -90,6 +94,7 @@ class Requester:
         self._retry = retry
         self._limiter = limiter
         self._transport = transport
+        self._max_retry_after = max_retry_after
         self.stats = TransportStats()
 
     def _headers(self, token: str, idempotency_key: str | None) -> dict[str, str]:
@@ -129,113 +134,202 @@ class Requester:
 
         Raises:
             APIError: a subclass per status for a final error answer.
-            TransportError: no usable answer after the allowed attempts.
-            MalformedResponseError: an answer that could not be decoded.
+            TransportError: no usable answer after the allowed attempts, or the
+                deadline passed (also while waiting for rate budget).
+            MalformedResponseError: a 2xx answer that could not be decoded (or
+                was over the size cap), after the allowed attempts.
         """
         url = self._base_url + path
         if params:
             url += "?" + urlencode(params)
+        loop = asyncio.get_running_loop()
+        call = Call(
+            method=method,
+            shown=self._token.redact(path),  # a path built from a server's job id
+            idempotency_key=idempotency_key,
+            deadline=None if self._retry.deadline is None else loop.time() + self._retry.deadline,
+        )
         # A GET is safe to repeat; a POST only when the key makes the repeat harmless.
         repeatable = method == "GET" or idempotency_key is not None
-        loop = asyncio.get_running_loop()
-        deadline = None if self._retry.deadline is None else loop.time() + self._retry.deadline
-        attempt = 0
         refreshed = False
+        stale: str | None = None  # the token a 401 refused, to refresh before the next attempt
         while True:
-            attempt += 1
-            token = await self._token.get()
-            timeout = self._timeout
-            if deadline is not None:
-                timeout = max(0.001, min(timeout, deadline - loop.time()))
+            call.attempt += 1
+            try:
+                token, response = await self._attempt(
+                    call, url=url, body=body, background=background, stale=stale
+                )
+            except NotSent as exc:
+                raise self._not_sent(call, exc) from None
+            except TokenError as exc:
+                sent = "nothing was sent" if call.last is None else "an earlier attempt was sent"
+                raise TransportError(
+                    f"{exc}; {sent}",
+                    method=method,
+                    path=call.shown,
+                    may_have_succeeded=call.fate_unknown,
+                ) from None
+            stale = None
             error: ThanxError
-            response = await self._attempt(
-                method=method,
-                path=path,
-                url=url,
-                token=token,
-                idempotency_key=idempotency_key,
-                body=body,
-                timeout=timeout,
-                background=background,
-            )
             if isinstance(response, TransportError):
                 error = response
             elif 200 <= response.status < 300:
-                try:
-                    return decode(response.body)
-                except DecodeError as exc:
-                    error = MalformedResponseError(
-                        str(exc), status=response.status, method=method, path=path
-                    )
+                reason = "the body is larger than the transport's size cap"
+                if not response.truncated:
+                    try:
+                        return decode(response.body)
+                    except DecodeError as exc:
+                        reason = str(exc)
+                error = self._malformed(call, reason, response.status)
             elif response.status == 401 and self._token.can_refresh and not refreshed:
                 refreshed = True
                 self.stats.token_refreshes += 1
-                logger.info("%s %s -> 401; asking the token provider again", method, path)
-                await self._token.refresh(token)
+                logger.info("%s %s -> 401; asking the token provider again", method, call.shown)
+                stale = token
                 continue
             else:
-                error = api_error_from_response(
-                    response.status,
-                    response.body,
-                    method=method,
-                    path=path,
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                    idempotent_issue=idempotency_key is not None,
-                )
+                error = self._api_error(call, response)
                 if response.status not in RETRYABLE_STATUSES:
                     raise error
-            wait = self._backoff(attempt, error)
-            out_of_time = deadline is not None and loop.time() + wait > deadline
-            if not repeatable or attempt >= self._retry.max_attempts or out_of_time:
+            wait = self._backoff(call.attempt, error)
+            out_of_time = call.deadline is not None and loop.time() + wait > call.deadline
+            if not repeatable or call.attempt >= self._retry.max_attempts or out_of_time:
                 raise error
+            call.failed(error)
             self.stats.retries += 1
             logger.warning(
-                "%s %s failed (%s); retry %d in %.2fs", method, path, error, attempt, wait
-            )
+                "%s %s failed (%s); retry %d in %.2fs",
+                method, call.shown, error, call.attempt, wait,
+            )  # fmt: skip
             await asyncio.sleep(wait)
+
+    def _api_error(self, call: Call, response: Response) -> APIError:
+        return api_error_from_response(
+            response.status,
+            response.body,
+            method=call.method,
+            path=call.shown,
+            retry_after=parse_retry_after(
+                response.headers.get("Retry-After"), self._max_retry_after
+            ),
+            idempotent_issue=call.idempotency_key is not None,
+            redact=self._token.redact,
+            secret_size=self._token.longest_secret,
+        )
+
+    def _malformed(self, call: Call, reason: str, status: int) -> MalformedResponseError:
+        posted = call.method == "POST"
+        consequence = ""
+        if posted:
+            consequence = "the server answered 2xx, so the request may have been processed"
+            if call.idempotency_key is not None:
+                consequence += "; re-sending it with the same idempotency key is safe"
+        return MalformedResponseError(
+            self._token.redact(reason)[:500],
+            status=status,
+            method=call.method,
+            path=call.shown,
+            may_have_succeeded=posted,
+            consequence=consequence,
+        )
+
+    def _not_sent(self, call: Call, exc: NotSent) -> TransportError:
+        waited = f"waited {exc.waited:.1f}s for {exc.waited_for} until the call's deadline passed"
+        if call.last is None:
+            message = f"{waited}; nothing was sent"
+        else:
+            message = (
+                f"{waited}; retry {call.attempt - 1} was not sent (the last attempt: {call.last})"
+            )
+        logger.debug("%s %s: %s", call.method, call.shown, message)
+        return TransportError(
+            message, method=call.method, path=call.shown, may_have_succeeded=call.fate_unknown
+        )
 
     def _backoff(self, attempt: int, error: ThanxError) -> float:
         # Full jitter: spreads retries of many clients instead of synchronising them.
         wait = random.uniform(0.0, self._retry.backoff_cap(attempt))  # noqa: S311 - not crypto
         if isinstance(error, APIError) and error.retry_after is not None:
-            wait = max(wait, error.retry_after)
+            # Capped when parsed; min() again for an APIError built by other code.
+            wait = max(wait, min(error.retry_after, self._max_retry_after))
         return wait
+
+    async def _ready(
+        self,
+        stack: contextlib.AsyncExitStack,
+        *,
+        deadline: float | None,
+        stale: str | None,
+        background: bool,
+    ) -> tuple[str, Slot]:
+        """A token and a granted slot, within the deadline; raises NotSent past it."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        waiting_for = "a token from the access token provider"
+        bound = asyncio.timeout_at(deadline)
+        try:
+            async with bound:
+                if stale is None:
+                    token = await self._token.get()
+                else:
+                    token = await self._token.refresh(stale)
+                waiting_for = "rate budget"
+                # Cancelled by the deadline, the limiter gives back its place (or grant).
+                slot = await stack.enter_async_context(self._limiter.slot(background=background))
+        except TimeoutError:
+            if not bound.expired():
+                raise  # not our deadline: someone else's timeout, passed on unchanged
+            raise NotSent(waiting_for, loop.time() - started) from None
+        return token, slot
 
     async def _attempt(
         self,
+        call: Call,
         *,
-        method: str,
-        path: str,
         url: str,
-        token: str,
-        idempotency_key: str | None,
         body: bytes | None,
-        timeout: float,
         background: bool,
-    ) -> Response | TransportError:
-        headers = self._headers(token, idempotency_key)
-        self.stats.requests += 1
-        if method == "POST":
-            self.stats.posts += 1
-        else:
-            self.stats.gets += 1
-        started = time.perf_counter()
-        try:
-            async with self._limiter.slot(background=background) as slot:
+        stale: str | None,
+    ) -> tuple[str, Response | TransportError]:
+        loop = asyncio.get_running_loop()
+        method, shown, deadline = call.method, call.shown, call.deadline
+        async with contextlib.AsyncExitStack() as stack:
+            token, slot = await self._ready(
+                stack, deadline=deadline, stale=stale, background=background
+            )
+            headers = self._headers(token, call.idempotency_key)
+            timeout = self._timeout
+            if deadline is not None:
+                timeout = max(0.001, min(timeout, deadline - loop.time()))
+            self.stats.requests += 1
+            if method == "POST":
+                self.stats.posts += 1
+            else:
+                self.stats.gets += 1
+            started = time.perf_counter()
+            try:
                 response = await self._transport.send(
                     method, url, headers=headers, body=body, timeout=timeout
                 )
-                if response.status == 429:
-                    self.stats.rate_limited += 1
-                    slot.rate_limited(parse_retry_after(response.headers.get("Retry-After")))
-        except TransportError as exc:
-            logger.debug("%s %s: %s", method, path, exc)
-            return TransportError(str(exc), method=method, path=path)
+            except TransportError as exc:
+                text = self._token.redact(str(exc))
+                logger.debug("%s %s: %s", method, shown, text)
+                return token, TransportError(
+                    text,
+                    method=method,
+                    path=shown,
+                    may_have_succeeded=method == "POST" and exc.may_have_succeeded,
+                )
+            if response.status == 429:
+                self.stats.rate_limited += 1
+                slot.rate_limited(
+                    parse_retry_after(response.headers.get("Retry-After"), self._max_retry_after)
+                )
         logger.debug(
             "%s %s -> %d in %.1f ms",
             method,
-            path,
+            shown,
             response.status,
             (time.perf_counter() - started) * 1000,
         )
-        return response
+        return token, response

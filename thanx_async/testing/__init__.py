@@ -26,6 +26,11 @@ With pytest, the ``thanx_emulator`` and ``thanx_client`` fixtures are
 available as soon as thanx-async is installed (pytest-asyncio required); use
 ``@pytest.mark.thanx_emulator(speed=..., start_delay=...)`` for options.
 Standalone: ``python -m thanx_async.testing --port 8400``.
+
+With ``webhook_url=`` (or ``--webhook-url``) the emulator also posts signed
+``reward.issued`` and ``reward_batch.completed`` webhooks when jobs end, with
+scriptable faults (``state.webhooks.faults``) and a record of every delivery
+(``state.webhooks.deliveries``).
 """
 
 # Names are imported on first use (PEP 562), so importing the package (which
@@ -61,6 +66,12 @@ if TYPE_CHECKING:
     )
     from thanx_async.testing._server import ThanxEmulator, main, run_forever
     from thanx_async.testing._state import EmulatorState, default_not_found
+    from thanx_async.testing._webhook_faults import WebhookFault, WebhookFaults
+    from thanx_async.testing._webhooks import (
+        DEFAULT_WEBHOOK_SECRET,
+        WebhookDelivery,
+        WebhookOutbox,
+    )
 
 _EXPORTS = {
     "Campaign": "thanx_async.testing._catalog",
@@ -70,6 +81,7 @@ _EXPORTS = {
     "DEFAULT_CLIENT_ID": "thanx_async.testing._records",
     "DEFAULT_MERCHANT_ID": "thanx_async.testing._catalog",
     "DEFAULT_VARIANT_ID": "thanx_async.testing._catalog",
+    "DEFAULT_WEBHOOK_SECRET": "thanx_async.testing._webhooks",
     "EmulatorState": "thanx_async.testing._state",
     "Fault": "thanx_async.testing._faults",
     "Faults": "thanx_async.testing._faults",
@@ -83,6 +95,10 @@ _EXPORTS = {
     "READONLY_CLIENT_ID": "thanx_async.testing._records",
     "ThanxEmulator": "thanx_async.testing._server",
     "Variant": "thanx_async.testing._catalog",
+    "WebhookDelivery": "thanx_async.testing._webhooks",
+    "WebhookFault": "thanx_async.testing._webhook_faults",
+    "WebhookFaults": "thanx_async.testing._webhook_faults",
+    "WebhookOutbox": "thanx_async.testing._webhooks",
     "build_app": "thanx_async.testing._app",
     "default_not_found": "thanx_async.testing._state",
     "main": "thanx_async.testing._server",
@@ -95,6 +111,7 @@ __all__ = [
     "DEFAULT_CLIENT_ID",
     "DEFAULT_MERCHANT_ID",
     "DEFAULT_VARIANT_ID",
+    "DEFAULT_WEBHOOK_SECRET",
     "OTHER_CAMPAIGN_ID",
     "OTHER_MERCHANT_ID",
     "READONLY_ACCESS_TOKEN",
@@ -110,6 +127,10 @@ __all__ = [
     "ManualClock",
     "ThanxEmulator",
     "Variant",
+    "WebhookDelivery",
+    "WebhookFault",
+    "WebhookFaults",
+    "WebhookOutbox",
     "build_app",
     "default_not_found",
     "main",

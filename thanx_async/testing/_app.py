@@ -20,7 +20,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from thanx_async.testing import _endpoints
+from thanx_async.testing import _endpoints, _inspect
 from thanx_async.testing._faults import Fault
 from thanx_async.testing._records import LoggedRequest
 from thanx_async.testing._rules import ApiError, Reply, error_reply
@@ -54,6 +54,7 @@ def build_app(state: EmulatorState) -> web.Application:
     app[STATE_KEY] = state
     app[_CLOSING] = asyncio.Event()
     app.on_shutdown.append(_closing)
+    _inspect.add_routes(app, state)  # read-only GET /_emulator/..., before the catch-all
     app.router.add_route("*", "/{tail:.*}", _handle)
     return app
 

@@ -10,6 +10,9 @@ Example:
     ... async def test_issue(thanx_client, thanx_emulator):
     ...     job = await thanx_client.issue_rewards(...)
     ...     assert thanx_emulator.state.requests_for("issue")
+
+Webhooks: ``@pytest.mark.thanx_emulator(webhook_url=..., webhook_secret=...)``, or
+set ``thanx_emulator.state.webhooks.url`` once the receiver's port is known.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**options): EmulatorState options for the thanx_emulator fixture, "
-        "e.g. speed=..., start_delay=..., rate_limit_per_second=..., timespec='milliseconds'",
+        "e.g. speed=..., start_delay=..., rate_limit_per_second=..., timespec='milliseconds', "
+        "webhook_url=..., webhook_secret=..., webhook_faults=[...]",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 from types import TracebackType
 from typing import Any, Self
@@ -17,8 +18,15 @@ from thanx_async.testing._catalog import (
     DEFAULT_MERCHANT_ID,
     DEFAULT_VARIANT_ID,
 )
+from thanx_async.testing._inspect import PREFIX, format_summary
 from thanx_async.testing._records import DEFAULT_ACCESS_TOKEN, DEFAULT_CLIENT_ID
 from thanx_async.testing._state import TIMESPECS, EmulatorState
+from thanx_async.testing._webhook_options import (
+    add_webhook_arguments,
+    webhook_banner,
+    webhook_options,
+)
+from thanx_async.testing._webhook_sender import WebhookSender
 
 __all__ = ["ThanxEmulator", "main", "run_forever"]
 
@@ -53,6 +61,7 @@ class ThanxEmulator:
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
+        self._webhooks: WebhookSender | None = None
 
     @property
     def url(self) -> str:
@@ -78,12 +87,32 @@ class ThanxEmulator:
             raise
         self.port = int(runner.addresses[0][1])
         self._runner = runner
+        self._webhooks = WebhookSender(self.state)
+        await self._webhooks.start()
 
     async def stop(self) -> None:
         """Stop serving and close every connection (idempotent)."""
+        sender, self._webhooks = self._webhooks, None
+        if sender is not None:
+            await sender.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    async def deliver_webhooks(self) -> None:
+        """Post every webhook due by the state's clock now, and wait until all are answered.
+
+        The running emulator also delivers on its own within a few
+        milliseconds; with a :class:`ManualClock`, advance the clock then
+        await this to make delivery deterministic. Deliveries delayed past
+        the clock's present are not waited for. See ``state.webhooks``.
+
+        Raises:
+            RuntimeError: the emulator is not running.
+        """
+        if self._webhooks is None:
+            raise RuntimeError("the emulator is not running")
+        await self._webhooks.drain()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -99,7 +128,7 @@ class ThanxEmulator:
 
 
 async def run_forever(port: int, host: str = "127.0.0.1", **options: Any) -> None:
-    """Serve until cancelled, printing the URL and the default credentials first."""
+    """Serve until cancelled (Ctrl-C) or SIGTERM; print the URL first and a summary at the end."""
     async with ThanxEmulator(host=host, port=port, **options) as emulator:
         print(  # noqa: T201 - this is the command's output
             f"Thanx API emulator listening on {emulator.url}\n"
@@ -107,10 +136,25 @@ async def run_forever(port: int, host: str = "127.0.0.1", **options: Any) -> Non
             f"  Authorization: Bearer {DEFAULT_ACCESS_TOKEN}\n"
             f"  merchant_id={DEFAULT_MERCHANT_ID} campaign_id={DEFAULT_CAMPAIGN_ID} "
             f"variant_id={DEFAULT_VARIANT_ID}\n"
+            f"  what it saw: {emulator.url}{PREFIX}/summary (also {PREFIX}/requests, "
+            f"{PREFIX}/ledger)\n"
+            f"{webhook_banner(emulator.state.webhooks)}"
             "Press Ctrl+C to stop.",
             flush=True,
         )
-        await asyncio.Event().wait()
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        handled = False
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # `kill` (as after `thanx-async emulator &`) ends it like Ctrl-C: with the summary.
+            loop.add_signal_handler(signal.SIGTERM, stopped.set)
+            handled = True
+        try:
+            await stopped.wait()
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGTERM)
+            print(format_summary(emulator.state), flush=True)  # noqa: T201 - command output
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
         default="seconds",
         help="precision of job timestamps (default: %(default)s, as the API documents)",
     )
+    add_webhook_arguments(parser)
     return parser
 
 
@@ -152,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "rate_limit_per_window": args.per_window,
         "rate_limit_window": args.window,
         "timespec": args.timespec,
+        **webhook_options(args),
     }
     with contextlib.suppress(KeyboardInterrupt):
         try:

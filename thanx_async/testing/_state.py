@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -29,6 +29,8 @@ from thanx_async.testing._records import (
     LoggedRequest,
 )
 from thanx_async.testing._rules import ApiError
+from thanx_async.testing._webhook_faults import WEBHOOK_EVENTS
+from thanx_async.testing._webhooks import DEFAULT_WEBHOOK_SECRET, WebhookOutbox
 
 __all__ = ["EmulatorState", "default_not_found"]
 
@@ -81,7 +83,14 @@ class EmulatorState:
         revoke_delay: seconds from ``revoking`` to ``revoked``.
         not_found: predicate ``(type, value) -> bool`` replacing the default rule.
         seed: add the default credentials and demo catalogue.
-        log_requests: keep :attr:`requests` (turn off for very long runs).
+        log_requests: keep :attr:`requests` and ``webhooks.deliveries`` (turn
+            off for very long runs).
+        webhook_url: where the running emulator posts signed webhooks when
+            jobs end (``None``: none; settable later as ``webhooks.url``).
+        webhook_secret: the secret they are signed with.
+        webhook_events: which events to send (both by default).
+        webhook_faults: delivery faults, each a mapping of
+            :meth:`WebhookFaults.add` arguments (or add them to ``webhooks.faults``).
         timespec: precision of job timestamps: ``"seconds"`` (the default, as
             documented by the API), ``"milliseconds"`` or ``"microseconds"``.
 
@@ -106,6 +115,10 @@ class EmulatorState:
         not_found: Callable[[str, str], bool] | None = None,
         seed: bool = True,
         log_requests: bool = True,
+        webhook_url: str | None = None,
+        webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
+        webhook_events: Iterable[str] = WEBHOOK_EVENTS,
+        webhook_faults: Iterable[Mapping[str, Any]] = (),
         timespec: str = "seconds",
     ) -> None:
         if timespec not in TIMESPECS:
@@ -139,6 +152,14 @@ class EmulatorState:
         self._rate_logs: dict[str, SlidingLog] = {}
         self._fail_next = 0
         self._wall_offset = time.time() - clock()
+        #: The webhooks owed when jobs end: URL, secret, faults, recorded deliveries.
+        self.webhooks = WebhookOutbox(
+            self,
+            url=webhook_url,
+            secret=webhook_secret,
+            events=webhook_events,
+            faults=webhook_faults,
+        )
         if seed:
             self.add_credential(DEFAULT_CLIENT_ID, DEFAULT_ACCESS_TOKEN)
             self.add_credential(READONLY_CLIENT_ID, READONLY_ACCESS_TOKEN, ("campaigns.read",))
