@@ -43,6 +43,7 @@ from thanx_async._outcomes import IssuanceOutcome
 from thanx_async._recent import DEFAULT_RECENT_RESULTS, RecentResults
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._runner import BatchRunner
+from thanx_async._transport._ratelimit import BudgetSignal
 
 __all__ = ["BatcherStats", "RewardBatcher"]
 
@@ -88,7 +89,11 @@ class RewardBatcher:
         campaign_id: default campaign.
         variant_id: default variant.
         max_batch_size: identifiers per batch, at most 10,000.
-        max_wait: seconds a partition's first identifier may wait before its batch is sealed.
+        max_wait: seconds a partition's first identifier may wait before its batch is
+            sealed. While the rate budget binds (the limiter says so, or POSTs wait for
+            one of ``max_in_flight`` slots), a due batch stays open and keeps filling
+            until a POST could go at once or it holds ``max_batch_size``: under
+            saturation every POST is as full as the traffic allows.
         max_pending: unresolved identifiers allowed before ``submit`` waits (FIFO).
             The default, 100,000, is about ten full batches.
         max_in_flight: issue POSTs in flight at once.
@@ -158,6 +163,11 @@ class RewardBatcher:
         self._close_timeout = close_timeout
         self._namespace = namespace
         self._counters = Counters()
+        # Budget-aware sealing: a due batch stays open while the budget binds,
+        # looked at again every _recheck seconds (at most max_wait).
+        limiter = client.limiter
+        self._budget = limiter if isinstance(limiter, BudgetSignal) else None
+        self._recheck = min(max(max_wait, 0.01), 0.05)
         if recent_results < 0 or dedupe_window < 0:
             raise ValueError("recent_results and dedupe_window must be >= 0")
         recent = None if journal is not None else RecentResults(recent_results, dedupe_window)
@@ -611,8 +621,23 @@ class RewardBatcher:
             self._seal(batch)
 
     def _seal_due(self, batch: OpenBatch) -> None:
-        if self._open.get(batch.partition) is batch:
-            self._seal(batch)
+        """``max_wait`` passed: seal, unless the budget binds (then keep filling, look again)."""
+        if self._open.get(batch.partition) is not batch:
+            return
+        if self._budget_binds():
+            # Sealed now, it would only wait for budget behind others; left open it
+            # keeps filling, so the POST that gets the next grant carries more people.
+            batch.timer = asyncio.get_running_loop().call_later(
+                self._recheck, self._seal_due, batch
+            )
+            return
+        self._seal(batch)
+
+    def _budget_binds(self) -> bool:
+        """Whether a batch sealed now would wait: for a POST slot, or for rate budget."""
+        if self._runner.queued_posts:
+            return True
+        return self._budget is not None and self._budget.saturated
 
     def _seal(self, batch: OpenBatch) -> None:
         del self._open[batch.partition]

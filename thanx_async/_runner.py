@@ -10,9 +10,10 @@ get the error and stop waiting; a rejection that issued nothing is forgotten.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from thanx_async._accumulator import Entry, SealedBatch, freeze
 from thanx_async._client import ThanxClient
@@ -76,6 +77,8 @@ class BatchRunner:
         self._posted = posted
         self._resend_after = resend_after
         self._join = join
+        #: Sealed batches waiting for one of the ``max_in_flight`` POST slots.
+        self.queued_posts = 0
 
     async def run(self, sealed: SealedBatch) -> None:
         """The whole life of one batch; never raises (except cancellation)."""
@@ -116,6 +119,19 @@ class BatchRunner:
             self._fail_all(sealed.entries, exc)
         finally:
             self._posted(sealed)
+
+    @contextlib.asynccontextmanager
+    async def _waiting_turn(self) -> AsyncIterator[None]:
+        """One of ``max_in_flight`` POST slots; ``queued_posts`` counts who waits for one."""
+        self.queued_posts += 1
+        try:
+            await self._in_flight.acquire()
+        finally:
+            self.queued_posts -= 1
+        try:
+            yield
+        finally:
+            self._in_flight.release()
 
     def _give_up_lost(self, sealed: SealedBatch, lost: LeaseLostError) -> None:
         """Our lease expired and another process adopted some items: it issues those.
@@ -158,7 +174,7 @@ class BatchRunner:
         """POST until accepted; None when the batch ended otherwise."""
         while True:
             try:
-                async with self._in_flight:
+                async with self._waiting_turn():
                     self._counters.posts += 1
                     job = await self._client.issue_rewards_raw(body, key)
             except _UNKNOWN_FATE as exc:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "BudgetSignal",
     "LimiterStats",
     "LogEntry",
     "PersistentRateLog",
@@ -76,6 +77,21 @@ class PersistentRateLog(Protocol):
 
     def restore(self, entries: Iterable[tuple[float, float | None]]) -> None:
         """Load a :meth:`snapshot` (maybe a dead process's)."""
+        ...
+
+
+@runtime_checkable
+class BudgetSignal(Protocol):
+    """An optional capability of a :class:`RateLimiter`: it says when the budget binds.
+
+    Both limiters of this package have it. While it is true, a batcher keeps a
+    partition's open batch filling instead of sealing it into a POST that
+    would only wait for budget (budget-aware sealing).
+    """
+
+    @property
+    def saturated(self) -> bool:
+        """Whether a request sent now would wait for budget (or soon will)."""
         ...
 
 
@@ -188,6 +204,24 @@ class SlidingWindowLimiter:
     def slot(self, *, background: bool = False) -> contextlib.AbstractAsyncContextManager[Slot]:
         """Wait for budget, FIFO within the class; see :meth:`RateLimiter.slot`."""
         return _SlotContext(self, background)
+
+    @property
+    def saturated(self) -> bool:
+        """Whether the budget binds: a new request would wait, or the long window is nearly spent.
+
+        True while foreground requests wait for budget, when one arriving now
+        would have to wait, or when the long window has less than one short
+        window's worth of requests left. Cheap and synchronous: the batcher
+        reads it to keep batches filling instead of queueing small ones
+        (see :class:`BudgetSignal`).
+        """
+        if self._foreground:
+            return True
+        now = self._clock()
+        ready = self._log.ready_at(now)
+        if ready is None or ready > now:
+            return True
+        return self._log.headroom(now) < self._log.short_limit
 
     def stats(self) -> LimiterStats:
         """A snapshot of the counters."""

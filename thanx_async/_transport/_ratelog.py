@@ -105,6 +105,17 @@ class SlidingLog:
             ready = max(ready, at)
         return ready
 
+    def headroom(self, now: float) -> int:
+        """Requests the long window still admits now (after the short window's own bound)."""
+        self._prune(now)
+        long = self._long
+        return long.limit - len(self._in_flight) - len(long.finished)
+
+    @property
+    def short_limit(self) -> int:
+        """Requests the short window admits."""
+        return self._short.limit
+
     def start(self, now: float) -> LogEntry:
         """Record a request starting at ``now`` (the caller checked :meth:`ready_at`)."""
         entry = LogEntry(now)

@@ -1,0 +1,65 @@
+"""Budget-aware sealing: while the rate budget binds, batches keep filling instead of queueing."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import orjson
+import pytest
+
+import thanx_async as ta
+from thanx_async.testing import (
+    DEFAULT_ACCESS_TOKEN,
+    DEFAULT_CAMPAIGN_ID,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_MERCHANT_ID,
+    DEFAULT_VARIANT_ID,
+    ThanxEmulator,
+)
+
+#: Thanx's per-second limit, a long window scaled to 10 s (so it binds within the test).
+LIMIT = ta.RateLimit(per_second=5, per_window=20, window=10.0)
+
+
+@pytest.mark.slow
+@pytest.mark.thanx_emulator(
+    start_delay=0.0,
+    speed=1_000_000.0,
+    rate_limit_per_second=5,
+    rate_limit_per_window=20,
+    rate_limit_window=10.0,
+)
+async def test_a_saturated_stream_sends_full_batches_and_resolves_everyone(
+    thanx_emulator: ThanxEmulator,
+) -> None:
+    """800 identifiers/s against ~2 requests/s: hundreds per POST, all resolved, zero 429s."""
+    async with (
+        ta.ThanxClient(
+            client_id=DEFAULT_CLIENT_ID,
+            access_token=DEFAULT_ACCESS_TOKEN,
+            base_url=thanx_emulator.url,
+            rate_limit=LIMIT,
+        ) as client,
+        ta.RewardBatcher(
+            client,
+            merchant_id=DEFAULT_MERCHANT_ID,
+            campaign_id=DEFAULT_CAMPAIGN_ID,
+            variant_id=DEFAULT_VARIANT_ID,
+            max_wait=0.05,
+        ) as batcher,
+    ):
+        futures = []
+        for tick in range(60):  # 6 s of traffic, 80 identifiers every 0.1 s
+            futures += [await batcher.submit(f"u{tick}-{i}@example.com") for i in range(80)]
+            await asyncio.sleep(0.1)
+        async with asyncio.timeout(30):
+            outcomes = await asyncio.gather(*futures)
+    assert all(o.issued for o in outcomes)
+    state = thanx_emulator.state
+    assert not [r for r in state.requests if r.status == 429]
+    sizes = [len(orjson.loads(r.body)["identifiers"]) for r in state.requests_for("issue")]
+    assert sum(sizes) == len(futures)
+    assert sum(sizes) / len(sizes) >= 200, sizes
+    counts = collections.Counter(e.identifier_value for e in state.ledger())
+    assert set(counts.values()) == {1}
