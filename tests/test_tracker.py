@@ -101,6 +101,8 @@ class EmulatorJobs:
         self.credential = state.credentials[DEFAULT_CLIENT_ID]
         self.polls: Counter[str] = Counter()
         self.answer: Callable[[IssuanceJob], IssuanceJob] = lambda job: job
+        #: Seconds a poll waits before it is sent (as for rate budget), by job id.
+        self.hold: Callable[[str], float] = lambda _: 0.0
         self._next = 0
 
     async def issue(self, count: int) -> IssuanceJob:
@@ -123,7 +125,7 @@ class EmulatorJobs:
     ) -> IssuanceJob:
         """``GET /partner/issuance_jobs/{id}``, counted."""
         assert background, "the tracker's polls yield the budget to POSTs"
-        await asyncio.sleep(self.round_trip / 2)
+        await asyncio.sleep(self.hold(job_id) + self.round_trip / 2)
         self.polls[job_id] += 1
         reply = get_job(self.state, job_id, {"merchant_id": merchant_id})
         await asyncio.sleep(self.round_trip / 2)
@@ -408,6 +410,42 @@ def test_job_timeout_holds_for_jobs_waiting_on_another() -> None:
     for outcome, after in results:
         assert isinstance(outcome, JobTimeoutError)
         assert 1.5 <= after <= 1.51
+
+
+def test_small_jobs_first_then_large_ones() -> None:
+    """Jobs over at their first look teach only a delay; the first large one learns the pace."""
+    sizes = [200] * 5 + [10_000] * 5
+
+    async def main() -> Followed:
+        state = emulator("seconds", 0.0, start_delay=0.05, speed=2_000)
+        return await follow(state, sizes, gap=0.37, overlap=False)
+
+    followed = on_virtual_time(main)
+    assert sum(followed.polls[:5]) <= 7, followed
+    assert max(followed.polls[5:]) <= 3, followed
+    assert max(followed.polls[7:]) <= 2, followed  # once the pace is known
+    assert max(followed.lateness) <= 1.0, followed
+
+
+def test_a_first_answer_held_up_by_the_budget_teaches_nothing() -> None:
+    """A first job whose poll waited 3 s for budget does not make the next ones look 1 s long."""
+
+    async def main() -> Followed:
+        # 0.2 s jobs straddling a second: their stamps alone allow up to 2 s.
+        state = emulator("seconds", 0.9, start_delay=0.0, speed=20_000)
+        jobs = EmulatorJobs(state)
+        first: list[str] = []
+
+        def hold(job_id: str) -> float:
+            first[:] = first or [job_id]
+            return 3.0 if job_id == first[0] and jobs.polls[job_id] == 0 else 0.0
+
+        jobs.hold = hold
+        return await follow(state, [4_000] * 10, gap=0.13, overlap=False, jobs=jobs)
+
+    followed = on_virtual_time(main)
+    assert max(followed.lateness[1:]) <= 0.3, followed
+    assert max(followed.polls) <= 4, followed
 
 
 def test_predicted_end_is_the_jobs_end() -> None:

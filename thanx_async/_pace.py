@@ -139,14 +139,26 @@ class Pace:
         if job.state is not JobState.PROCESSING:
             return  # revoking, or a state this SDK does not know: no pace in it
         done = identifiers_done(job, view.total)
+        measured = False
         if view.first is None:
             view.first = (at, done)
         elif done > view.first[1] and at > view.first[0]:
             view.per_item = (at - view.first[0]) / (done - view.first[1])
             self.per_item = _blend(self.per_item, view.per_item)
+            measured = True
         view.last = (at, done)
+        if self.per_item is None and self.delay is not None and done > 0:
+            # No pace yet, but a start delay (from jobs that were over at their first look):
+            # a first guess from when this one should have started; two answers correct it.
+            start = view.accepted_at + self.delay
+            if view.pending_at is not None:
+                start = max(start, view.pending_at)
+            if at > start:
+                self.per_item = (at - start) / done
+                view.taught_delay = True  # the delay was the premise of this guess
         per_item = view.per_item if view.per_item is not None else self.per_item
-        if not view.taught_delay and per_item is not None:
+        # The start is dated with the best pace at hand: again once the job's own is measured.
+        if per_item is not None and (measured or not view.taught_delay):
             view.taught_delay = True
             start = min(at - done * per_item, view.first[0])  # processing since `first` at least
             if view.pending_at is not None:
@@ -184,7 +196,10 @@ class Pace:
             if low_s <= high_s:  # otherwise the stamps contradict what we saw: ignore them
                 low, high = low_s, high_s
         end = self.predict_end(view)
-        if end is None or not low <= end <= high:
+        if end is None:
+            if on_time:  # a late answer bounds the end too loosely to start a model with
+                self._fit(view, (low + high) / 2 - view.accepted_at)
+        elif not low <= end <= high:
             self._fit(view, (low + high) / 2 - view.accepted_at)
         elif on_time and predicted is not None:
             # Sooner than the prediction this poll tested, not than the model now: many
