@@ -61,5 +61,7 @@ async def test_a_saturated_stream_sends_full_batches_and_resolves_everyone(
     sizes = [len(orjson.loads(r.body)["identifiers"]) for r in state.requests_for("issue")]
     assert sum(sizes) == len(futures)
     assert sum(sizes) / len(sizes) >= 200, sizes
+    # While the budget binds, each job is polled once, just after its predicted end.
+    assert len(state.requests_for("get_job")) <= 1.05 * len(sizes) + 1
     counts = collections.Counter(e.identifier_value for e in state.ledger())
     assert set(counts.values()) == {1}

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self, cast
+from typing import TYPE_CHECKING, Self, cast
 
 import attrs
 
@@ -45,10 +45,15 @@ from thanx_async._resolution import Counters, Resolver
 from thanx_async._runner import BatchRunner
 from thanx_async._transport._ratelimit import BudgetSignal
 
+if TYPE_CHECKING:
+    from thanx_async.webhooks import RewardBatchCompleted
+
 __all__ = ["BatcherStats", "RewardBatcher"]
 
 logger = logging.getLogger("thanx_async.batcher")
 
+#: Seconds a job's safety-net poll waits after its predicted end for its webhook.
+DEFAULT_WEBHOOK_GRACE = 2.0
 #: Default back-pressure bound: about ten full batches.
 DEFAULT_MAX_PENDING = 10 * MAX_IDENTIFIERS
 #: Longest a run of submit() calls that never suspend holds the event loop, in seconds.
@@ -117,6 +122,10 @@ class RewardBatcher:
             ``FAILED`` outcome with the error's text. Called on the event loop;
             an exception it raises is logged, never lost silently; an async
             one runs as a task, awaited (up to ``close_timeout``) by ``aclose()``.
+        webhook_grace: when Thanx's webhooks are received (see
+            :meth:`expect_webhooks`), seconds after a job's predicted end its
+            safety-net poll waits for the ``reward_batch.completed`` delivery.
+            None (the default) until a ``WebhookReceiver`` is given this batcher.
         recent_results: without a journal, how many finished results are
             remembered in memory to answer resubmissions (about 190 bytes
             each; 0 remembers none). With a journal the journal remembers.
@@ -147,6 +156,7 @@ class RewardBatcher:
         dedupe_window: float = 86_400.0,
         recent_results: int = DEFAULT_RECENT_RESULTS,
         on_outcome: Callable[[IssuanceOutcome], object] | None = None,
+        webhook_grace: float | None = None,
     ) -> None:
         if not 1 <= max_batch_size <= MAX_IDENTIFIERS:
             raise ValueError(f"max_batch_size must be 1..{MAX_IDENTIFIERS}, got {max_batch_size}")
@@ -176,7 +186,11 @@ class RewardBatcher:
         self._resolver.on_orphan = self._orphan
         self._callbacks: set[asyncio.Task[object]] = set()
         self._unreported = 0  # outcomes nobody waited for, with no on_outcome to give them to
-        self._tracker = JobTracker(client, job_timeout=None, on_poll=self._count_poll)
+        self._tracker = JobTracker(
+            client, job_timeout=None, on_poll=self._count_poll, budget=self._budget
+        )
+        if webhook_grace is not None:
+            self._tracker.expect_pushes(webhook_grace)
         self._durable = (
             None
             if journal is None
@@ -383,6 +397,36 @@ class RewardBatcher:
         Returns False when no batch of this batcher is waiting on that job.
         """
         return self._tracker.notify_finished(job_id)
+
+    def receive_webhook(self, event: object) -> bool:
+        """Apply a verified Thanx webhook (called by a ``WebhookReceiver``).
+
+        A ``reward_batch.completed`` for a job one of this batcher's batches
+        waits on resolves that batch at once, without a poll: failures are
+        matched by value, everyone else is ``ISSUED`` when the delivery's
+        counts account for the whole batch. When they do not (or a failure
+        names a value the batch holds several times, under different dedupe
+        keys), the job is polled at once instead. Deliveries for other jobs,
+        ``reward.issued`` (one per reward) and unknown events are ignored
+        cheaply. Duplicates are harmless.
+
+        Returns:
+            Whether a batch of this batcher was waiting on that job.
+        """
+        if getattr(event, "event", None) != "reward_batch.completed":
+            return False
+        return self._runner.completed(cast("RewardBatchCompleted", event))
+
+    def expect_webhooks(self, grace: float = DEFAULT_WEBHOOK_GRACE) -> None:
+        """Webhooks will say when jobs end: poll each job only ``grace`` s after its predicted end.
+
+        Called by :class:`~thanx_async.webhooks.WebhookReceiver` for the
+        batchers it is given (or pass ``webhook_grace`` to the constructor,
+        e.g. in a process that receives deliveries through Redis). A job whose
+        webhook arrives then costs no poll; polling stays the safety net, as
+        Thanx never retries a webhook.
+        """
+        self._tracker.expect_pushes(grace)
 
     def stats(self) -> BatcherStats:
         """The batcher's counters now."""

@@ -38,8 +38,9 @@ from thanx_async._errors import (
     ServerError,
     TransportError,
 )
-from thanx_async._models import IssuanceJob
+from thanx_async._models import IssuanceJob, JobState
 from thanx_async._pace import JobView, Pace
+from thanx_async._transport._ratelimit import BudgetSignal
 
 __all__ = ["JobReader", "JobTracker"]
 
@@ -54,6 +55,8 @@ _ON_TIME = 0.25
 _OVERDUE_SHARE = 0.1
 #: Growth of the interval between polls while nothing is known of the pace.
 _BACKOFF = 1.5
+#: While the budget binds, a poll lands this share of a job's predicted duration late.
+_SCARCE_SHARE = 0.1
 
 
 class JobReader(Protocol):
@@ -78,6 +81,8 @@ class _Tracked:
     predicted_end: float | None = None
     #: When the next poll is due; heap entries for any other time are stale.
     due: float | None = None
+    #: A hint (its webhook) came: no later push is awaited for this job.
+    hinted: bool = False
 
 
 class JobTracker:
@@ -104,6 +109,7 @@ class JobTracker:
         max_interval: float = 10.0,
         max_concurrent_polls: int = 8,
         on_poll: Callable[[], None] | None = None,
+        budget: BudgetSignal | None = None,
     ) -> None:
         self._client = client
         self._job_timeout = job_timeout
@@ -112,6 +118,9 @@ class JobTracker:
         self._max_interval = max_interval
         self._poll_slots = asyncio.Semaphore(max_concurrent_polls)
         self._on_poll = on_poll
+        self._budget = budget
+        #: Set when webhooks say when jobs end: polls are the safety net, this late.
+        self._grace: float | None = None
         self._pace = Pace()
         #: While nothing is known of the pace, the one job polled to learn it.
         self._scout: _Tracked | None = None
@@ -167,6 +176,33 @@ class JobTracker:
             self._runner = loop.create_task(self._run(), name="thanx_async job tracker")
         return tracked.future
 
+    def expect_pushes(self, grace: float) -> None:
+        """Webhooks will tell when jobs end: poll only as a safety net, ``grace`` s after.
+
+        A job's poll moves to after its predicted end plus ``grace``, so a job
+        whose webhook arrives costs no poll at all; one whose webhook is lost
+        (Thanx never retries them) is still polled and resolved. While the
+        pace is unknown, jobs wait for a webhook to teach it (or for the
+        longest poll interval) instead of being scouted.
+        """
+        if grace < 0:
+            raise ValueError("grace must be >= 0")
+        self._grace = grace
+
+    def conclude(self, job_id: str, job: IssuanceJob) -> bool:
+        """End a followed job with ``job`` (its final state, from a verified webhook).
+
+        Returns False when the job is not followed (any more). Its end teaches
+        the pace, as a poll's answer would.
+        """
+        tracked = self._jobs.get(job_id)
+        if tracked is None:
+            return False
+        if job.state is JobState.COMPLETED:
+            self._pace.pushed(tracked.view, asyncio.get_running_loop().time())
+        self._finish(tracked, job)
+        return True
+
     def notify_finished(self, job_id: str) -> bool:
         """Hint from outside (e.g. a webhook) that a job ended: poll it now.
 
@@ -176,6 +212,7 @@ class JobTracker:
         tracked = self._jobs.get(job_id)
         if tracked is None:
             return False
+        tracked.hinted = True  # its push came: later polls do not wait for another
         self._schedule(tracked, asyncio.get_running_loop().time())
         return True
 
@@ -195,7 +232,12 @@ class JobTracker:
         """Seconds from now until the next poll of a job that is not over yet."""
         view = tracked.view
         end = tracked.predicted_end = self._pace.predict_end(view)
-        if end is None and self._scout not in (None, tracked):
+        pushed, scarce = self._grace is not None and not tracked.hinted, self._scarce()
+        if end is None and pushed and self._scout is not tracked:
+            # No scouting: a webhook will teach the pace; the longest interval
+            # keeps the safety net.
+            wait = self._max_interval
+        elif end is None and self._scout not in (None, tracked):
             # Another job is being polled to learn the pace; what it learns re-plans this one.
             wait = self._max_interval
         elif end is None:
@@ -205,6 +247,11 @@ class JobTracker:
             wait = self._first_poll * _BACKOFF**tracked.polls
         elif end > now:
             wait = end + self._pace.margin(view, end) - now
+            if pushed:
+                wait += self._grace or 0.0
+            if scarce:
+                # Every poll is a POST not sent: land surely after the end, once.
+                wait += _SCARCE_SHARE * (end - view.accepted_at)
         else:
             # Overdue by the prediction: the pace changed; look again, backing off.
             wait = _OVERDUE_SHARE * (now - view.accepted_at)
@@ -217,6 +264,10 @@ class JobTracker:
         if tracked.deadline is not None:
             wait = min(wait, max(0.0, tracked.deadline - now))
         return wait
+
+    def _scarce(self) -> bool:
+        """Whether the rate budget binds (then one poll per job, just after its end)."""
+        return self._budget is not None and self._budget.saturated
 
     def _replan_unknown(self, now: float) -> None:
         """Plan again the polls that were placed while nothing was known of the pace."""
@@ -300,7 +351,9 @@ class JobTracker:
             if job.total_count > 0:
                 tracked.view.total = job.total_count
             if job.is_terminal:
-                on_time = now - due <= _ON_TIME
+                # A poll placed late on purpose (budget scarce, webhooks expected) says
+                # nothing about how early the job ended: no probing sooner from it.
+                on_time = now - due <= _ON_TIME and not self._scarce() and self._grace is None
                 self._pace.ended(
                     tracked.view, now, job, predicted=tracked.predicted_end, on_time=on_time
                 )

@@ -208,6 +208,21 @@ class Pace:
             if end - view.accepted_at > sooner:
                 self._fit(view, sooner)
 
+    def pushed(self, view: JobView, at: float) -> None:
+        """Learn from being told (by a webhook) at ``at`` that the job just ended.
+
+        Unlike a poll's answer, a push dates the end itself: the model moves
+        halfway (``WEIGHT``) towards it, or to it when nothing was known.
+        """
+        if view.last is not None:
+            return  # learnt while it ran
+        seconds = at - view.accepted_at
+        end = self.predict_end(view)
+        if end is not None:
+            predicted = end - view.accepted_at
+            seconds = predicted + WEIGHT * (seconds - predicted)
+        self._fit(view, seconds)
+
     def _fit(self, view: JobView, seconds: float) -> None:
         """Change the model so that a job like ``view`` takes ``seconds`` from acceptance.
 

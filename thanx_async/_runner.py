@@ -14,6 +14,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from thanx_async._accumulator import Entry, SealedBatch, freeze
 from thanx_async._client import ThanxClient
@@ -34,6 +35,10 @@ from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._serde import job_to_json
+from thanx_async._webhook_jobs import job_from_completion
+
+if TYPE_CHECKING:
+    from thanx_async.webhooks import RewardBatchCompleted
 
 __all__ = ["RESOLVE_SLICE", "BatchRunner"]
 
@@ -79,6 +84,8 @@ class BatchRunner:
         self._join = join
         #: Sealed batches waiting for one of the ``max_in_flight`` POST slots.
         self.queued_posts = 0
+        #: Batches whose job is being followed, by job id (for webhooks).
+        self._following: dict[str, SealedBatch] = {}
 
     async def run(self, sealed: SealedBatch) -> None:
         """The whole life of one batch; never raises (except cancellation)."""
@@ -119,6 +126,27 @@ class BatchRunner:
             self._fail_all(sealed.entries, exc)
         finally:
             self._posted(sealed)
+
+    def completed(self, event: RewardBatchCompleted) -> bool:
+        """A verified ``reward_batch.completed``: finish the batch following its job, if any."""
+        job_id = event.issuance_job_id
+        sealed = self._following.get(job_id)
+        if sealed is None:
+            return False
+        merchant = event.merchant_id
+        job = None if merchant not in (None, sealed.partition.merchant_id) else (
+            job_from_completion(event, sealed.entries)
+        )  # fmt: skip
+        if job is None:
+            logger.info(
+                "webhook for job %s (batch %s) does not account for the batch; polling it now",
+                job_id, sealed.key,
+            )  # fmt: skip
+            self._tracker.notify_finished(job_id)
+        else:
+            logger.info("job %s (batch %s) ended, says its webhook", job_id, sealed.key)
+            self._tracker.conclude(job_id, job)
+        return True
 
     @contextlib.asynccontextmanager
     async def _waiting_turn(self) -> AsyncIterator[None]:
@@ -214,6 +242,8 @@ class BatchRunner:
         identifiers resolve UNKNOWN (and, with a journal, are recorded so).
         """
         tracked = self._tracker.track(job, merchant_id=sealed.partition.merchant_id)
+        self._following[job.id] = sealed
+        tracked.add_done_callback(lambda _: self._following.pop(job.id, None))
         try:
             try:
                 if self._job_timeout is None:

@@ -72,6 +72,11 @@ class SinkRelay:
                 f"{type(sink).__name__} cannot receive webhooks: it has no receive_webhook(event)"
             )
         self._sinks.append(sink)
+        # A batcher told webhooks are coming moves each job's safety-net poll to
+        # after its predicted end plus a grace: a job whose webhook arrives costs no poll.
+        expect = getattr(sink, "expect_webhooks", None)
+        if callable(expect):
+            expect()
 
     def remove(self, sink: WebhookSink) -> None:
         """Remove a sink (no-op if absent)."""
