@@ -36,6 +36,7 @@ from thanx_async._errors import (
     TransportError,
 )
 from thanx_async._models import IssuanceJob, JobState
+from thanx_async._telemetry import BatchTelemetry, JobScope
 
 __all__ = ["JobTracker"]
 
@@ -55,6 +56,7 @@ class _Tracked:
     future: asyncio.Future[IssuanceJob]
     polls: int = 0
     last_seen: tuple[float, int] | None = None
+    scope: JobScope | None = None  # the batch its polls belong to (logs, traces)
 
 
 @attrs.define
@@ -91,6 +93,7 @@ class JobTracker:
         max_interval: the longest gap between two polls of one job.
         max_concurrent_polls: polls in flight at once.
         on_poll: called after each poll (for counters).
+        telemetry: the batcher's: polls run in their batch's scope, and are counted per job.
         clock: the monotonic clock (the loop's by default).
     """
 
@@ -104,8 +107,10 @@ class JobTracker:
         max_interval: float = 10.0,
         max_concurrent_polls: int = 8,
         on_poll: Callable[[], None] | None = None,
+        telemetry: BatchTelemetry | None = None,
     ) -> None:
         self._client = client
+        self._telemetry = telemetry
         self._job_timeout = job_timeout
         self._first_poll = first_poll
         self._min_interval = min_interval
@@ -146,6 +151,8 @@ class JobTracker:
             deadline=None if self._job_timeout is None else now + self._job_timeout,
             future=loop.create_future(),
         )
+        if self._telemetry is not None:
+            tracked.scope = self._telemetry.capture()  # called from the batch's own task
         self._jobs[job.id] = tracked
         if job.is_terminal:  # a replayed key can return a finished job at once
             self._finish(tracked, job)
@@ -230,6 +237,8 @@ class JobTracker:
 
     async def _poll(self, tracked: _Tracked) -> None:
         loop = asyncio.get_running_loop()
+        if self._telemetry is not None:  # this task's logs and spans belong to the job's batch
+            self._telemetry.enter(tracked.scope)
         try:
             if tracked.future.done():
                 return
@@ -271,11 +280,16 @@ class JobTracker:
     def _finish(self, tracked: _Tracked, job: IssuanceJob) -> None:
         if job.state is JobState.COMPLETED:
             self._speed.learn(job)
+        if self._telemetry is not None and tracked.job_id in self._jobs:
+            self._telemetry.job_done(tracked.scope, tracked.polls, job.state.value)
         self._jobs.pop(tracked.job_id, None)
         if not tracked.future.done():
             tracked.future.set_result(job)
 
     def _fail(self, tracked: _Tracked, exc: BaseException) -> None:
+        if self._telemetry is not None and tracked.job_id in self._jobs:
+            state = "timed_out" if isinstance(exc, JobTimeoutError) else "unfollowed"
+            self._telemetry.job_done(tracked.scope, tracked.polls, state)
         self._jobs.pop(tracked.job_id, None)
         if not tracked.future.done():
             tracked.future.set_exception(exc)

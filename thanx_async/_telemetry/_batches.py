@@ -17,13 +17,12 @@ at the caller's current span (tracing) and times its wait for the outcome
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import time
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from thanx_async._telemetry._api import BATCH_SPAN
 from thanx_async._telemetry._core import Telemetry
@@ -35,7 +34,9 @@ if TYPE_CHECKING:
 
     from thanx_async._accumulator import Partition, SealedBatch
 
-__all__ = ["MAX_LINKS", "BatchTelemetry", "JobScope"]
+__all__ = ["MAX_LINKS", "BatchTelemetry", "JobScope", "journal_kind"]
+
+T = TypeVar("T")
 
 #: Links a batch span takes from its callers (the SDK's default link limit).
 MAX_LINKS = 128
@@ -142,6 +143,7 @@ class BatchTelemetry:
         telemetry = self.telemetry
         if not telemetry.enabled:
             return
+        self.refresh()
         telemetry.instruments.batch_size.record(len(sealed.entries))
         callers = self._links.pop(sealed.partition, None)
         if telemetry.tracing:
@@ -175,7 +177,7 @@ class BatchTelemetry:
         return batch
 
     def started(self, sealed: SealedBatch) -> None:
-        """The batch's task runs it (its key is known): label its logs, make its span current.
+        """The batch's task starts: label its logs, make its span current.
 
         Called in the batch's own task, so what it sets lasts until the task ends.
         """
@@ -188,12 +190,10 @@ class BatchTelemetry:
             batch = self._start(sealed, [], parent)
         if batch is None:
             batch = self._batches[sealed] = _Batch(None, [])
-        batch.label = BatchLabel(sealed.key, sealed.job_id)
+        batch.label = BatchLabel(sealed, sealed.job_id)
         batch_label.set(batch.label)
         span = batch.span
         if span is not None:
-            if sealed.key is not None:
-                span.set_attribute("thanx.batch.idempotency_key", sealed.key)
             api = telemetry.api
             api.context.attach(api.trace.set_span_in_context(span))
 
@@ -206,6 +206,8 @@ class BatchTelemetry:
             batch.label.job_id = job_id
         if batch.span is not None:
             batch.span.set_attribute("thanx.job.id", job_id)
+            if sealed.key is not None:  # frozen since the span started
+                batch.span.set_attribute("thanx.batch.idempotency_key", sealed.key)
 
     def ended(self, sealed: SealedBatch, state: str, error: BaseException | None = None) -> None:
         """How the batch ended (the span ends in :meth:`finished`); the first call counts."""
@@ -216,6 +218,8 @@ class BatchTelemetry:
         span = batch.span
         if span is not None and span.is_recording():
             span.set_attribute("thanx.batch.state", state)
+            if sealed.key is not None:
+                span.set_attribute("thanx.batch.idempotency_key", sealed.key)
             if error is not None:
                 span.set_attribute("error.type", type(error).__name__)
                 span.set_status(self.telemetry.api.ERROR, str(error)[:500])
@@ -240,22 +244,16 @@ class BatchTelemetry:
         span = api.trace.get_current_span()
         return JobScope(batch_label.get(), api.context.get_current(), span)
 
-    @contextlib.contextmanager
-    def within(self, scope: JobScope | None) -> Iterator[None]:
-        """Run a job's poll as part of its batch (its logs labelled, its span the parent)."""
+    def enter(self, scope: JobScope | None) -> None:
+        """The current task works for a job's batch: its logs are labelled, its spans children.
+
+        Only for a task of its own (a poll): nothing is reset, the task's end does it.
+        """
         if scope is None:
-            yield
             return
-        label_token = batch_label.set(scope.label)
-        context_token = None
+        batch_label.set(scope.label)
         if scope.context is not None:
-            context_token = self.telemetry.api.context.attach(scope.context)
-        try:
-            yield
-        finally:
-            if context_token is not None:
-                self.telemetry.api.context.detach(context_token)
-            batch_label.reset(label_token)
+            self.telemetry.api.context.attach(scope.context)
 
     def job_done(self, scope: JobScope | None, polls: int, state: str) -> None:
         """A followed job ended after ``polls`` (``state``: its state, or why following ended)."""
@@ -266,10 +264,40 @@ class BatchTelemetry:
         if scope is not None and scope.span is not None and scope.span.is_recording():
             scope.span.set_attribute("thanx.job.polls", polls)
 
-    def journal_committed(self, seconds: float, backend: str, operation: str) -> None:
-        """A journal write took ``seconds`` to commit."""
+    # -- journal ---------------------------------------------------------------
+
+    def journal_write(self, write: asyncio.Future[Any], journal: object, operation: str) -> None:
+        """Time a journal write from now until it is answered (committed or failed)."""
+        if self.telemetry.enabled:
+            write.add_done_callback(
+                functools.partial(self._committed, time.perf_counter(), journal, operation)
+            )
+
+    async def journal_timed(self, write: Awaitable[T], journal: object, operation: str) -> T:
+        """Await a journal write, timing it."""
+        started = time.perf_counter()
+        try:
+            return await write
+        finally:
+            self._committed(started, journal, operation, None)
+
+    def _committed(self, started: float, journal: object, operation: str, _: object) -> None:
         telemetry = self.telemetry
         if telemetry.enabled:
             telemetry.instruments.journal_commit.record(
-                seconds, {"thanx.journal.backend": backend, "thanx.journal.operation": operation}
+                time.perf_counter() - started,
+                {
+                    "thanx.journal.backend": journal_kind(journal),
+                    "thanx.journal.operation": operation,
+                },
             )
+
+
+def journal_kind(journal: object) -> str:
+    """``sqlite``, ``redis``, or the class name of a journal of the user's own."""
+    cls = type(journal)
+    if cls.__module__.startswith("thanx_async.redis"):
+        return "redis"
+    if cls.__module__.startswith("thanx_async."):
+        return "sqlite"
+    return cls.__qualname__

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+from typing import Protocol
 
 __all__ = ["LOGGERS", "BatchLabel", "batch_label", "install"]
 
@@ -23,17 +24,32 @@ LOGGERS = (
     "thanx_async.journal",
     "thanx_async.transport",
     "thanx_async.redis",
+    "thanx_async.webhooks",
 )
 
 
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str | None: ...
+
+
 class BatchLabel:
-    """What a record about one batch carries: the batch's key and, once known, its job id."""
+    """What a record about one batch carries: the batch's key and, once known, its job id.
 
-    __slots__ = ("job_id", "key")
+    The key is read from the batch when a record is made: it is known only once
+    the batch is frozen, after its task started.
+    """
 
-    def __init__(self, key: str | None, job_id: str | None = None) -> None:
-        self.key = key
+    __slots__ = ("_batch", "job_id")
+
+    def __init__(self, batch: _Keyed, job_id: str | None = None) -> None:
+        self._batch = batch
         self.job_id = job_id
+
+    @property
+    def key(self) -> str | None:
+        """The batch's idempotency key (None until it is frozen)."""
+        return self._batch.key
 
 
 #: The batch the running task works on (None: no batch).
