@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -46,11 +48,19 @@ async def emulator() -> AsyncIterator[ThanxEmulator]:
         yield emu
 
 
-async def issue_with_faults(emulator: ThanxEmulator, recorder: Recorder) -> tuple[str, str]:
-    """One batch of PEOPLE, submitted inside a caller span: its POST gets a 503, a poll a 429.
+@dataclasses.dataclass
+class Issued:
+    """What :func:`issue_with_faults` did: the batch's key and job, and who did it."""
 
-    Returns the batch's idempotency key and job id.
-    """
+    key: str
+    job_id: str
+    # Kept alive: observable instruments report only live limiters and batchers.
+    client: ta.ThanxClient
+    batcher: ta.RewardBatcher
+
+
+async def issue_with_faults(emulator: ThanxEmulator, recorder: Recorder) -> Issued:
+    """One batch of PEOPLE, submitted inside a caller span: its POST gets a 503, a poll a 429."""
     emulator.state.faults.add("issue", status=503)
     emulator.state.faults.add("get_job", status=429)
     tracer = recorder.tracer_provider.get_tracer("the-app")
@@ -62,7 +72,8 @@ async def issue_with_faults(emulator: ThanxEmulator, recorder: Recorder) -> tupl
             outcomes = await asyncio.gather(*(batcher.issue(p) for p in PEOPLE))
     assert [o.status.value for o in outcomes] == ["issued", "failed", "issued"]
     assert outcomes[0].job_id is not None
-    return emulator.state.requests_for("issue")[-1].headers["X-Idempotency-Key"], outcomes[0].job_id
+    key = emulator.state.requests_for("issue")[-1].headers["X-Idempotency-Key"]
+    return Issued(key, outcomes[0].job_id, client, batcher)
 
 
 def batcher_for(client: ta.ThanxClient, **options: Any) -> ta.RewardBatcher:
@@ -85,7 +96,8 @@ async def test_a_batch_span_groups_its_requests_and_links_its_callers(
     emulator: ThanxEmulator, recorder: Recorder
 ) -> None:
     """The batch is one root span (size, key, job, state) over its HTTP spans, linked both ways."""
-    key, job_id = await issue_with_faults(emulator, recorder)
+    issued = await issue_with_faults(emulator, recorder)
+    key, job_id = issued.key, issued.job_id
     batch = only(recorder.named("thanx.batch"))
     caller = only(recorder.named("handle request"))
     assert batch.parent is None  # a root: it serves many callers' traces
@@ -120,7 +132,7 @@ async def test_http_spans_follow_the_semantic_conventions(
     emulator: ThanxEmulator, recorder: Recorder
 ) -> None:
     """One CLIENT span per attempt: method, server, template, status, error.type, resend count."""
-    _, job_id = await issue_with_faults(emulator, recorder)
+    job_id = (await issue_with_faults(emulator, recorder)).job_id
     port = int(emulator.url.rsplit(":", 1)[1])
     server = {"server.address": "127.0.0.1", "server.port": port}
     issue_url = f"{emulator.url}/partner/campaigns/issue"
@@ -159,7 +171,7 @@ async def test_the_metrics_of_a_batch_with_a_retry_a_429_and_a_failed_identifier
     emulator: ThanxEmulator, recorder: Recorder
 ) -> None:
     """Request durations, retries, 429s, batch size, outcome waits, polls, pending, budget."""
-    await issue_with_faults(emulator, recorder)
+    issued = await issue_with_faults(emulator, recorder)
     port = int(emulator.url.rsplit(":", 1)[1])
     server = {"server.address": "127.0.0.1", "server.port": port}
     post = {"http.request.method": "POST", **server, "url.template": "/partner/campaigns/issue"}
@@ -206,9 +218,9 @@ async def test_the_metrics_of_a_batch_with_a_retry_a_429_and_a_failed_identifier
     )
     size = recorder.histogram("thanx.batch.size")
     assert (size.count, size.sum) == (1, 3)
-    issued = recorder.histogram("thanx.outcome.duration", **{"thanx.outcome.status": "issued"})
+    ok = recorder.histogram("thanx.outcome.duration", **{"thanx.outcome.status": "issued"})
     failed = recorder.histogram("thanx.outcome.duration", **{"thanx.outcome.status": "failed"})
-    assert (issued.count, failed.count) == (2, 1)
+    assert (ok.count, failed.count) == (2, 1)
     assert 0 < failed.min <= failed.max < 10
     polls = recorder.histogram("thanx.job.polls", **{"thanx.job.state": "completed"})
     assert (polls.count, polls.sum) == (1, 1)
@@ -227,6 +239,11 @@ async def test_the_metrics_of_a_batch_with_a_retry_a_429_and_a_failed_identifier
     used = recorder.value("thanx.limiter.budget_used", **{"thanx.limiter.kind": "in_process"})
     assert used == pytest.approx(4 / 100_000)  # four requests counted in the long window
     assert recorder.value("thanx.limiter.queued", **{"thanx.limiter.kind": "in_process"}) == 0
+    del issued
+    gc.collect()
+    # A closed batcher and client, once collected, are no longer observed.
+    assert recorder.value("thanx.batcher.pending") == 0
+    assert recorder.points("thanx.limiter.budget_used") == []
 
 
 async def test_no_span_or_metric_carries_the_token_or_an_identifier(
@@ -392,7 +409,8 @@ async def test_records_about_a_batch_carry_its_key_and_job_id(
 ) -> None:
     """Every record logged while working on a batch has thanx_batch_key and thanx_job_id."""
     caplog.set_level(logging.DEBUG, logger="thanx_async")
-    key, job_id = await issue_with_faults(emulator, recorder)
+    issued = await issue_with_faults(emulator, recorder)
+    key, job_id = issued.key, issued.job_id
     about = [r for r in caplog.records if key in r.getMessage() or job_id in r.getMessage()]
     assert len(about) >= 4  # sealed, a retried POST, accepted, a retried poll, resolving
     for record in about:
