@@ -9,7 +9,9 @@ serves until killed. On top of :func:`thanx_async.testing.build_app` it adds
 * a middleware counting every request by method and status, and the arrival
   time (``time.monotonic``, comparable across processes on Linux) of each, served
   at ``GET /__bench/stats``. That path never reaches the emulator, so reading
-  the counters costs no rate budget.
+  the counters costs no rate budget. It also gives every job's exact creation
+  and end (``time.monotonic``): the job's stamps are whole seconds, too coarse
+  to time sub-second jobs with.
 
 The request log of the emulator is switched off: a 200,000-identifier run
 would otherwise keep every body in memory.
@@ -61,7 +63,10 @@ def _app(state: EmulatorState) -> web.Application:
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         if request.path == STATS_PATH:
-            return web.json_response(counters.snapshot() | {"jobs": len(state.jobs)})
+            timings = {job.id: [job.created, job.finished] for job in state.jobs.values()}
+            return web.json_response(
+                counters.snapshot() | {"jobs": len(state.jobs), "timings": timings}
+            )
         arrived = time.monotonic()
         response = await handler(request)
         counters.by_status[f"{request.method} {response.status}"] += 1
@@ -80,6 +85,7 @@ async def _serve(args: argparse.Namespace) -> None:
         rate_limit_per_window=args.per_window or None,
         rate_limit_window=args.window,
         log_requests=False,
+        timespec=args.timespec,
     )
     for k in range(PARTITIONS):
         campaign, variant = partition_ids(k)
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-second", type=int, default=5)
     parser.add_argument("--per-window", type=int, default=2000)
     parser.add_argument("--window", type=float, default=900.0)
+    parser.add_argument("--timespec", default="seconds")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
@@ -117,6 +124,7 @@ class EmulatorProcess:
         per_second: requests per second (0: off).
         per_window: requests per long window (0: off).
         window: long window, in seconds.
+        timespec: precision of the jobs' timestamps (``seconds``, as the API documents).
     """
 
     def __init__(
@@ -127,13 +135,15 @@ class EmulatorProcess:
         per_second: int = 5,
         per_window: int = 2000,
         window: float = 900.0,
+        timespec: str = "seconds",
     ) -> None:
-        self.options = {
+        self.options: dict[str, object] = {
             "--speed": speed,
             "--start-delay": start_delay,
             "--per-second": per_second,
             "--per-window": per_window,
             "--window": window,
+            "--timespec": timespec,
         }
         self._proc: asyncio.subprocess.Process | None = None
         self.url = ""
@@ -172,7 +182,7 @@ class EmulatorProcess:
         raise RuntimeError(f"emulator on port {port} does not accept connections")
 
     async def stats(self) -> dict[str, Any]:
-        """The wire counters: ``by_status`` ("POST 202": n, ...), ``arrivals``, ``jobs``."""
+        """Counters: ``by_status`` ("POST 202": n, ...), ``arrivals``, ``jobs``, ``timings``."""
         async with aiohttp.ClientSession() as session, session.get(self.url + STATS_PATH) as resp:
             result: dict[str, Any] = await resp.json()
             return result

@@ -57,30 +57,36 @@ def percentile(ordered: Sequence[float], p: float) -> float:
 
 
 def job_seconds(job: Any) -> float:
-    """A finished job's own duration, on the server's clock (created to completed)."""
+    """A finished job's duration by its own stamps (created to completed; +/-1 s when whole)."""
     if job is None or job.created_at is None or job.completed_at is None:
         return 0.0
     return float((job.completed_at - job.created_at).total_seconds())
 
 
 class Recorder:
-    """Per-identifier submit and outcome times, outcome kinds, and the job durations.
+    """Per-identifier submit and outcome times, outcome kinds, and which job carried each.
 
     Outcomes are anything with ``.issued`` and ``.job`` (IssuanceOutcome and the
-    baselines' Result both have them). ``overhead`` is submit-to-outcome minus
-    the job's own duration: the time the client added.
+    baselines' Result both have them). The figures that need each job's real
+    timing (``overhead``: submit-to-outcome minus the job's own duration, the
+    time the client added; ``late``: from the job's end to its first outcome)
+    are computed by :meth:`summary` from the emulator's exact timings, after
+    the clock has stopped; the stamps in the answers are only whole seconds.
     """
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.submitted_at = array("d", bytes(8 * n))
-        self.overhead = array("d", bytes(8 * n))
+        self.resolved_at = array("d", bytes(8 * n))
+        #: 1 + the index of the job that carried each identifier (0: no outcome).
+        self.job_of = array("l", bytes(array("l").itemsize * n))
         self.resolved = 0
         self.issued = 0
         self.not_issued = 0
         self.errors: dict[str, int] = {}
         self.last_at = 0.0
-        self._durations: dict[str, float] = {}
+        self._jobs: dict[str, int] = {}
+        self._job_list: list[tuple[str, float, float]] = []  # id, first outcome at, stamped s
         self.all_done = asyncio.Event()
 
     def done(self, index: int, future: asyncio.Future[Any]) -> None:
@@ -95,10 +101,13 @@ class Recorder:
         else:
             outcome = future.result()
             job = outcome.job
-            duration = self._durations.get(job.id)
-            if duration is None:
-                duration = self._durations[job.id] = job_seconds(job)
-            self.overhead[index] = now - self.submitted_at[index] - duration
+            key = "" if job is None else job.id
+            number = self._jobs.get(key)
+            if number is None:
+                self._job_list.append((key, now, job_seconds(job)))
+                number = self._jobs[key] = len(self._job_list)
+            self.job_of[index] = number
+            self.resolved_at[index] = now
             if outcome.issued:
                 self.issued += 1
             else:
@@ -106,10 +115,33 @@ class Recorder:
         if self.resolved == self.n:
             self.all_done.set()
 
-    def summary(self) -> dict[str, Any]:
+    def summary(
+        self, timings: dict[str, list[float]] | None = None, perf_to_mono: float = 0.0
+    ) -> dict[str, Any]:
+        """The run's figures; ``timings``: job id -> [created, finished] on ``time.monotonic``.
+
+        ``perf_to_mono`` converts this process's ``perf_counter`` to ``time.monotonic``.
+        Without timings (no emulator), job durations come from the answers' stamps.
+        """
+        timings = timings or {}
+        durations = [0.0]  # index 0: no outcome
+        lateness = []
+        for key, first_at, stamped in self._job_list:
+            timing = timings.get(key)
+            if timing is None:
+                durations.append(stamped)
+                continue
+            created, finished = timing
+            durations.append(finished - created)
+            lateness.append(first_at + perf_to_mono - finished)
+        overheads = sorted(
+            self.resolved_at[i] - self.submitted_at[i] - durations[self.job_of[i]]
+            for i in range(self.n)
+            if self.job_of[i]
+        )
+        jobs = durations[1:]
+        lateness.sort()
         ok = self.issued + self.not_issued
-        overheads = sorted(self.overhead[i] for i in range(self.n) if self.overhead[i] != 0.0)
-        durations = list(self._durations.values())
         return {
             "resolved": self.resolved,
             "issued": self.issued,
@@ -118,6 +150,8 @@ class Recorder:
             "ok": ok,
             "overhead_p50_ms": percentile(overheads, 50) * 1000,
             "overhead_p99_ms": percentile(overheads, 99) * 1000,
-            "jobs_seen": len(durations),
-            "job_seconds_mean": sum(durations) / len(durations) if durations else math.nan,
+            "late_p50_ms": percentile(lateness, 50) * 1000,
+            "late_max_ms": (lateness[-1] if lateness else math.nan) * 1000,
+            "jobs_seen": len(jobs),
+            "job_seconds_mean": sum(jobs) / len(jobs) if jobs else math.nan,
         }

@@ -34,6 +34,7 @@ EMULATOR_DEFAULTS: dict[str, Any] = {
     "per_second": 5,
     "per_window": 2000,
     "window": 900.0,
+    "timespec": "seconds",
 }
 
 
@@ -141,6 +142,7 @@ async def run_flow(  # noqa: PLR0915 - one run, top to bottom, reads best in one
     await asyncio.sleep(0.01)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     mono0 = time.monotonic()
+    perf_to_mono = mono0 - time.perf_counter()
     if spec["workload"] == "trickle":
         await _produce_trickle(contender, idents, parts, spec["rate"], rec)
     elif spec.get("concurrent"):
@@ -160,20 +162,20 @@ async def run_flow(  # noqa: PLR0915 - one run, top to bottom, reads best in one
     cpu = time.process_time() - cpu0
     await ticker.stop()
     elapsed = end - wall0
+    stats = await emulator.stats() if emulator.url else {}
     result: dict[str, Any] = {
         "n": n,
         "elapsed_s": elapsed,
         "submit_s": submitted_in,
         "timed_out": timed_out and not box,
         "cpu_s": cpu,
-        **rec.summary(),
+        **rec.summary(stats.get("timings"), perf_to_mono),
         **ticker.summary(),
         **contender.extra(),
     }
     result["ids_per_s"] = result["ok"] / elapsed if elapsed > 0 else 0.0
     result["cpu_per_100k_s"] = cpu / max(1, rec.resolved if (box or timed_out) else n) * 100_000
-    if emulator.url:
-        stats = await emulator.stats()
+    if stats:
         result |= wire(stats)
         if box:
             result |= _box_counts(stats["arrivals"], mono0, box)

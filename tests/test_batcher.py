@@ -492,9 +492,9 @@ async def test_job_finished_hint_polls_at_once(
         assert not b.job_finished("job_unknown")
         thanx_emulator.state.fail_job(job_id, immediately=True)
         assert b.job_finished(job_id)
-        # The tracker's own first poll is 0.5 s away; only the hint can resolve this in time.
+        # The tracker's own first poll is 0.2 s away; only the hint can resolve this in time.
         with pytest.raises(ta.JobFailedError):
-            await asyncio.wait_for(future, 0.3)
+            await asyncio.wait_for(future, 0.15)
     assert b.stats().polls == 1
 
 

@@ -6,13 +6,16 @@ the job in its terminal state (or raises ``JobTimeoutError`` or the final
 requests, so they never starve POSTs.
 
 The schedule predicts when a job will end instead of polling at fixed
-intervals. It learns two numbers from finished jobs, on the server's own clock
-(so clock skew does not matter): the start delay (``started_at - created_at``)
-and the processing speed (``total_count / (completed_at - started_at)``). A new
-job's first poll is placed at its predicted end; a poll that finds it still
-running re-predicts from the progress it reports (``processed_count`` or
-``progress_percent``) and polls again just after the new estimate. With steady
-server speed most jobs need one poll.
+intervals, and polls just after that. The prediction comes from
+:class:`~thanx_async._pace.Pace`, which learns the server's start delay and
+processing speed from what the client sees on its own clock: when it saw a
+job accepted, when each poll's answer arrived and what it said (state and
+progress). Server timestamps are only coarse bounds (+/-1 s): the API stamps
+whole seconds, on a clock that is not ours. Until something is learnt, one
+job (the scout) is looked at soon and then at growing intervals, and the
+others wait for what it learns; a poll that finds a job still running
+re-predicts from its progress. With a steady server most jobs need one poll,
+and one in a few needs a second.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 
-from thanx_async._client import ThanxClient
 from thanx_async._errors import (
     APIError,
     JobTimeoutError,
@@ -35,54 +38,52 @@ from thanx_async._errors import (
     ServerError,
     TransportError,
 )
-from thanx_async._models import IssuanceJob, JobState
+from thanx_async._models import IssuanceJob
+from thanx_async._pace import JobView, Pace
 from thanx_async._telemetry import BatchTelemetry, JobScope
 
-__all__ = ["JobTracker"]
+__all__ = ["JobReader", "JobTracker"]
 
 logger = logging.getLogger("thanx_async.jobs")
 
 # Errors worth polling again for; anything else (404, 403, ...) ends tracking.
 _TRANSIENT = (TransportError, ServerError, RateLimitError, MalformedResponseError)
+#: A poll answered this much later than scheduled was held up (rate budget,
+#: retries): its answer says nothing about how good the prediction was.
+_ON_TIME = 0.25
+#: A job overdue by the prediction is looked at again after this share of its age.
+_OVERDUE_SHARE = 0.1
+#: Growth of the interval between polls while nothing is known of the pace.
+_BACKOFF = 1.5
+
+
+class JobReader(Protocol):
+    """What the tracker needs of a client: one job read (``ThanxClient`` has it)."""
+
+    async def get_issuance_job(
+        self, job_id: str, *, merchant_id: str, background: bool = False
+    ) -> IssuanceJob:
+        """Fetch an issuance job."""
+        ...
 
 
 @attrs.define(eq=False)
 class _Tracked:
     job_id: str
     merchant_id: str
-    total: int
-    accepted_at: float
+    view: JobView
     deadline: float | None
     future: asyncio.Future[IssuanceJob]
     polls: int = 0
-    last_seen: tuple[float, int] | None = None
+    #: When the job should end, on the loop's clock (None: nothing known yet).
+    predicted_end: float | None = None
+    #: When the next poll is due; heap entries for any other time are stale.
+    due: float | None = None
     scope: JobScope | None = None  # the batch its polls belong to (logs, traces)
 
 
-@attrs.define
-class _Speed:
-    """What the tracker has learnt about the server's pace (exponentially weighted)."""
-
-    start_delay: float = 0.5
-    per_second: float = 0.0  # 0 until the first job finishes: we know nothing yet
-    weight: float = 0.5
-
-    def learn(self, job: IssuanceJob) -> None:
-        if job.created_at and job.started_at:
-            delay = (job.started_at - job.created_at).total_seconds()
-            if delay >= 0:
-                self.start_delay += self.weight * (delay - self.start_delay)
-        if job.started_at and job.completed_at and job.total_count:
-            seconds = (job.completed_at - job.started_at).total_seconds()
-            if seconds > 0:
-                rate = job.total_count / seconds
-                self.per_second = rate if not self.per_second else (
-                    self.per_second + self.weight * (rate - self.per_second)
-                )  # fmt: skip
-
-
 class JobTracker:
-    """Polls accepted jobs near their predicted end and resolves one future per job.
+    """Polls accepted jobs just after their predicted end and resolves one future per job.
 
     Args:
         client: the client whose rate budget the polls share.
@@ -94,15 +95,14 @@ class JobTracker:
         max_concurrent_polls: polls in flight at once.
         on_poll: called after each poll (for counters).
         telemetry: the batcher's: polls run in their batch's scope, and are counted per job.
-        clock: the monotonic clock (the loop's by default).
     """
 
     def __init__(
         self,
-        client: ThanxClient,
+        client: JobReader,
         *,
         job_timeout: float | None = 600.0,
-        first_poll: float = 0.5,
+        first_poll: float = 0.2,
         min_interval: float = 0.1,
         max_interval: float = 10.0,
         max_concurrent_polls: int = 8,
@@ -117,7 +117,9 @@ class JobTracker:
         self._max_interval = max_interval
         self._poll_slots = asyncio.Semaphore(max_concurrent_polls)
         self._on_poll = on_poll
-        self._speed = _Speed()
+        self._pace = Pace()
+        #: While nothing is known of the pace, the one job polled to learn it.
+        self._scout: _Tracked | None = None
         self._jobs: dict[str, _Tracked] = {}
         self._heap: list[tuple[float, int, _Tracked]] = []
         self._seq = itertools.count()
@@ -130,6 +132,16 @@ class JobTracker:
     def tracked(self) -> int:
         """Jobs still being followed."""
         return len(self._jobs)
+
+    @property
+    def pace(self) -> Pace:
+        """What the tracker has learnt of the server's pace so far."""
+        return self._pace
+
+    def predicted_end(self, job_id: str) -> float | None:
+        """When a followed job should end, on the event loop's clock (None: unknown)."""
+        tracked = self._jobs.get(job_id)
+        return None if tracked is None else tracked.predicted_end
 
     def track(self, job: IssuanceJob, *, merchant_id: str) -> asyncio.Future[IssuanceJob]:
         """Follow an accepted job; the future resolves to its terminal state.
@@ -146,8 +158,7 @@ class JobTracker:
         tracked = _Tracked(
             job_id=job.id,
             merchant_id=merchant_id,
-            total=job.total_count,
-            accepted_at=now,
+            view=JobView(accepted_at=now, total=job.total_count or 1),
             deadline=None if self._job_timeout is None else now + self._job_timeout,
             future=loop.create_future(),
         )
@@ -157,7 +168,8 @@ class JobTracker:
         if job.is_terminal:  # a replayed key can return a finished job at once
             self._finish(tracked, job)
         else:
-            self._schedule(tracked, now + self._predict(tracked, job, now))
+            # The 202 says "pending" whatever the truth: it is no evidence of a late start.
+            self._schedule(tracked, now + self._next_wait(tracked, now))
         if self._runner is None:
             self._runner = loop.create_task(self._run(), name="thanx_async job tracker")
         return tracked.future
@@ -179,55 +191,66 @@ class JobTracker:
         tracked = self._jobs.pop(job_id, None)
         if tracked is not None:
             tracked.future.cancel()
+            self._release(tracked)
 
     def _schedule(self, tracked: _Tracked, when: float) -> None:
+        tracked.due = when
         heapq.heappush(self._heap, (when, next(self._seq), tracked))
         self._wakeup.set()
 
-    def _predict(self, tracked: _Tracked, job: IssuanceJob, now: float) -> float:
-        """Seconds from now until the job is expected to be terminal (plus a small margin)."""
-        total = job.total_count or tracked.total or 1
-        done = job.processed_count or (job.progress_percent * total) // 100
-        rate = 0.0
-        if done and tracked.last_seen is not None:
-            seen_at, seen_done = tracked.last_seen
-            # Two observations while processing: the pace between them.
-            if seen_done and done > seen_done and now > seen_at:
-                rate = (done - seen_done) / (now - seen_at)
-        if not rate and done:
-            # One observation: the pace since the job started. Its own start delay is
-            # on the server's clock (started_at - created_at), so skew does not matter.
-            delay = self._speed.start_delay
-            if job.started_at and job.created_at:
-                delay = max(0.0, (job.started_at - job.created_at).total_seconds())
-            started = tracked.accepted_at + delay
-            if now > started:
-                rate = done / (now - started)
-        tracked.last_seen = (now, done)
-        if rate:
-            eta = (total - done) / rate
-        elif self._speed.per_second:
-            start_in = max(0.0, tracked.accepted_at + self._speed.start_delay - now)
-            eta = start_in + total / self._speed.per_second
+    def _next_wait(self, tracked: _Tracked, now: float) -> float:
+        """Seconds from now until the next poll of a job that is not over yet."""
+        view = tracked.view
+        end = tracked.predicted_end = self._pace.predict_end(view)
+        if end is None and self._scout not in (None, tracked):
+            # Another job is being polled to learn the pace; what it learns re-plans this one.
+            wait = self._max_interval
+        elif end is None:
+            # Nothing learnt yet: this job learns the pace for all. Look soon, then less
+            # and less often.
+            self._scout = tracked
+            wait = self._first_poll * _BACKOFF**tracked.polls
+        elif end > now:
+            wait = end + self._pace.margin(view, end) - now
         else:
-            # Nothing learnt yet: look soon, to learn the pace from the progress.
-            eta = self._first_poll * (1.5**tracked.polls)
-        # Land just after the predicted end rather than just before it.
-        wait = eta * 1.05 + 0.05
-        return min(self._max_interval, max(self._min_interval, wait))
+            # Overdue by the prediction: the pace changed; look again, backing off.
+            wait = _OVERDUE_SHARE * (now - view.accepted_at)
+        return self._bounded(tracked, wait, now)
+
+    def _bounded(self, tracked: _Tracked, wait: float, now: float) -> float:
+        """``wait`` within the poll interval limits, and no later than the job's deadline."""
+        # The shortest gap is between two polls of a job: its first poll may come at once.
+        wait = min(self._max_interval, max(self._min_interval if tracked.polls else 0.0, wait))
+        if tracked.deadline is not None:
+            wait = min(wait, max(0.0, tracked.deadline - now))
+        return wait
+
+    def _replan_unknown(self, now: float) -> None:
+        """Plan again the polls that were placed while nothing was known of the pace."""
+        for tracked in list(self._jobs.values()):
+            if tracked.predicted_end is None and tracked.due is not None:
+                self._schedule(tracked, now + self._next_wait(tracked, now))
+
+    def _release(self, tracked: _Tracked) -> None:
+        """A job stops being followed: if it was the scout, another takes over."""
+        if tracked is self._scout:
+            self._scout = None
+            self._replan_unknown(asyncio.get_running_loop().time())
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while self._heap and self._heap[0][2].future.done():
-                heapq.heappop(self._heap)
+            heap = self._heap
+            while heap and (heap[0][2].future.done() or heap[0][2].due != heap[0][0]):
+                heapq.heappop(heap)  # finished, or rescheduled since
             timeout = None
-            if self._heap:
-                timeout = self._heap[0][0] - loop.time()
+            if heap:
+                timeout = heap[0][0] - loop.time()
                 if timeout <= 0:
-                    _, _, tracked = heapq.heappop(self._heap)
+                    due, _, tracked = heapq.heappop(heap)
+                    tracked.due = None
                     await self._poll_slots.acquire()
-                    task = loop.create_task(self._poll(tracked))
+                    task = loop.create_task(self._poll(tracked, due))
                     self._polls.add(task)
                     task.add_done_callback(self._polls.discard)
                     continue
@@ -235,8 +258,7 @@ class JobTracker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
-    async def _poll(self, tracked: _Tracked) -> None:
-        loop = asyncio.get_running_loop()
+    async def _poll(self, tracked: _Tracked, due: float) -> None:
         if self._telemetry is not None:  # this task's logs and spans belong to the job's batch
             self._telemetry.enter(tracked.scope)
         try:
@@ -255,36 +277,63 @@ class JobTracker:
             tracked.polls += 1
             if self._on_poll is not None:
                 self._on_poll()
-            now = loop.time()
-            if job is not None:
-                logger.debug(
-                    "job %s: %s %d%% (poll %d)",
-                    tracked.job_id, job.state.value, job.progress_percent, tracked.polls,
-                )  # fmt: skip
-                if job.is_terminal:
-                    self._finish(tracked, job)
-                    return
-            if tracked.deadline is not None and now >= tracked.deadline:
-                self._fail(tracked, JobTimeoutError(tracked.job_id))
-                return
-            wait = self._max_interval if job is None else self._predict(tracked, job, now)
-            if tracked.deadline is not None:
-                wait = min(wait, max(0.0, tracked.deadline - now))
-            self._schedule(tracked, now + wait)
+            self._answered(tracked, job, due)
         except Exception as exc:  # a bug must not strand the futures waiting on this job
             logger.exception("tracking job %s failed", tracked.job_id)
             self._fail(tracked, exc)
         finally:
             self._poll_slots.release()
 
+    def _answered(self, tracked: _Tracked, job: IssuanceJob | None, due: float) -> None:
+        """Learn from a poll's answer (None: it failed) and finish the job or plan the next poll."""
+        # The server read the job at most one round trip before its answer arrived.
+        now = asyncio.get_running_loop().time()
+        scouting = tracked is self._scout
+        if scouting:
+            self._scout = None  # taken up again below if the pace is still unknown
+        knew = self._pace.known
+        try:
+            self._learn_and_plan(tracked, job, due, now)
+        finally:
+            if scouting or (self._pace.known and not knew):
+                self._replan_unknown(now)
+
+    def _learn_and_plan(
+        self, tracked: _Tracked, job: IssuanceJob | None, due: float, now: float
+    ) -> None:
+        if job is not None:
+            logger.debug(
+                "job %s: %s %d%% (poll %d)",
+                tracked.job_id, job.state.value, job.progress_percent, tracked.polls,
+            )  # fmt: skip
+            if job.total_count > 0:
+                tracked.view.total = job.total_count
+            if job.is_terminal:
+                on_time = now - due <= _ON_TIME
+                self._pace.ended(
+                    tracked.view, now, job, predicted=tracked.predicted_end, on_time=on_time
+                )
+                self._finish(tracked, job)
+                return
+            self._pace.observe(tracked.view, now, job)
+        if tracked.deadline is not None and now >= tracked.deadline:
+            self._fail(tracked, JobTimeoutError(tracked.job_id))
+            return
+        if tracked.due is not None:
+            return  # a hint rescheduled it while this poll was out
+        if job is None:
+            wait = self._bounded(tracked, self._max_interval, now)
+        else:
+            wait = self._next_wait(tracked, now)
+        self._schedule(tracked, now + wait)
+
     def _finish(self, tracked: _Tracked, job: IssuanceJob) -> None:
-        if job.state is JobState.COMPLETED:
-            self._speed.learn(job)
         if self._telemetry is not None and tracked.job_id in self._jobs:
             self._telemetry.job_done(tracked.scope, tracked.polls, job.state.value)
         self._jobs.pop(tracked.job_id, None)
         if not tracked.future.done():
             tracked.future.set_result(job)
+        self._release(tracked)
 
     def _fail(self, tracked: _Tracked, exc: BaseException) -> None:
         if self._telemetry is not None and tracked.job_id in self._jobs:
@@ -293,6 +342,7 @@ class JobTracker:
         self._jobs.pop(tracked.job_id, None)
         if not tracked.future.done():
             tracked.future.set_exception(exc)
+        self._release(tracked)
 
     async def aclose(self) -> None:
         """Stop polling; the futures of jobs still followed are cancelled.
@@ -305,6 +355,7 @@ class JobTracker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._scout = None
         for tracked in list(self._jobs.values()):
             self.untrack(tracked.job_id)
         self._heap.clear()

@@ -113,6 +113,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
             f"--per-second={args.per_second}",
             f"--per-window={args.per_window}",
             f"--window={args.window}",
+            f"--timespec={args.timespec}",
             *webhook_argv(args),
         ]
     )

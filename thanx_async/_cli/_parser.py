@@ -191,6 +191,12 @@ def _add_emulator(commands: argparse._SubParsersAction[_Parser]) -> None:
     add("--per-second", type=_COUNT, default=5, metavar="N", help="requests per second (0: off)")
     add("--per-window", type=_COUNT, default=2000, metavar="N", help="requests per window (0: off)")
     add("--window", type=_POSITIVE, default=900.0, metavar="S", help="the long window, in seconds")
+    add(
+        "--timespec",
+        choices=("seconds", "milliseconds", "microseconds"),
+        default="seconds",
+        help="precision of job timestamps (the API documents whole seconds)",
+    )
     add_webhook_arguments(emulator)
 
 

@@ -47,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**options): EmulatorState options for the thanx_emulator fixture, "
-        "e.g. speed=..., start_delay=..., rate_limit_per_second=..., "
+        "e.g. speed=..., start_delay=..., rate_limit_per_second=..., timespec='milliseconds', "
         "webhook_url=..., webhook_secret=..., webhook_faults=[...]",
     )
 

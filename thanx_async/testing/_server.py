@@ -20,7 +20,7 @@ from thanx_async.testing._catalog import (
 )
 from thanx_async.testing._inspect import PREFIX, format_summary
 from thanx_async.testing._records import DEFAULT_ACCESS_TOKEN, DEFAULT_CLIENT_ID
-from thanx_async.testing._state import EmulatorState
+from thanx_async.testing._state import TIMESPECS, EmulatorState
 from thanx_async.testing._webhook_options import (
     add_webhook_arguments,
     webhook_banner,
@@ -177,6 +177,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-second", type=int, default=5, help="requests per second (0: off)")
     parser.add_argument("--per-window", type=int, default=2000, help="requests per window (0: off)")
     parser.add_argument("--window", type=float, default=900.0, help="long window in seconds")
+    parser.add_argument(
+        "--timespec",
+        choices=TIMESPECS,
+        default="seconds",
+        help="precision of job timestamps (default: %(default)s, as the API documents)",
+    )
     add_webhook_arguments(parser)
     return parser
 
@@ -190,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "rate_limit_per_second": args.per_second,
         "rate_limit_per_window": args.per_window,
         "rate_limit_window": args.window,
+        "timespec": args.timespec,
         **webhook_options(args),
     }
     with contextlib.suppress(KeyboardInterrupt):

@@ -9,11 +9,12 @@ replace the rule, or add ``(type, value)`` pairs to ``state.unknown_users``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from thanx_async.testing._catalog import Campaign, Catalog, Variant
 from thanx_async.testing._faults import Faults
@@ -34,6 +35,9 @@ from thanx_async.testing._webhooks import DEFAULT_WEBHOOK_SECRET, WebhookOutbox
 __all__ = ["EmulatorState", "default_not_found"]
 
 ISSUE_SCOPE = "rewards.issue"
+#: The ``timespec`` values :class:`EmulatorState` accepts, coarsest first.
+TIMESPECS: Final = ("seconds", "milliseconds", "microseconds")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def default_not_found(kind: str, value: str) -> bool:
@@ -49,7 +53,10 @@ class EmulatorState:
     All timing reads ``clock``: job progress, rate-limit windows, idempotency
     retention and revocation are computed from it when asked, so tests can
     drive time with a :class:`ManualClock`. Job timestamps are wall-clock ISO
-    8601 strings derived from it (``wall time at construction + clock delta``).
+    8601 strings derived from it (``wall time at construction + clock delta``),
+    in whole seconds by default (``2025-06-15T10:30:00Z``, as the API's
+    documentation shows them), truncated as a server would; ``timespec``
+    asks for finer ones.
 
     Rate limits are a sliding log per credential counting every admitted
     request (polls and idempotent replays included), stamped when the server
@@ -84,6 +91,8 @@ class EmulatorState:
         webhook_events: which events to send (both by default).
         webhook_faults: delivery faults, each a mapping of
             :meth:`WebhookFaults.add` arguments (or add them to ``webhooks.faults``).
+        timespec: precision of job timestamps: ``"seconds"`` (the default, as
+            documented by the API), ``"milliseconds"`` or ``"microseconds"``.
 
     Example:
         >>> state = EmulatorState(clock=ManualClock(), rate_limit_per_second=None)
@@ -110,8 +119,12 @@ class EmulatorState:
         webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
         webhook_events: Iterable[str] = WEBHOOK_EVENTS,
         webhook_faults: Iterable[Mapping[str, Any]] = (),
+        timespec: str = "seconds",
     ) -> None:
+        if timespec not in TIMESPECS:
+            raise ValueError(f"timespec must be one of {', '.join(TIMESPECS)}; got {timespec!r}")
         self.clock = clock
+        self.timespec = timespec
         self.rate_limit_per_second = rate_limit_per_second
         self.rate_limit_second = rate_limit_second
         self.rate_limit_per_window = rate_limit_per_window
@@ -274,9 +287,16 @@ class EmulatorState:
     # -- per-request decisions ---------------------------------------------
 
     def iso(self, at: float) -> str:
-        """The ISO 8601 (UTC, milliseconds) wall-clock time of clock time ``at``."""
-        moment = datetime.fromtimestamp(at + self._wall_offset, UTC)
-        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        """The ISO 8601 wall-clock time (UTC, ``Z``) of clock time ``at``, to ``timespec``.
+
+        Truncated, never rounded: a server stamping whole seconds shows
+        ``10:30:00Z`` until ``10:30:01`` has begun.
+        """
+        # Whole microseconds first (integer arithmetic from there on), so that
+        # rounding to microseconds can never carry into the next second.
+        micros = math.floor((at + self._wall_offset) * 1_000_000)
+        moment = _EPOCH + timedelta(microseconds=micros)
+        return moment.isoformat(timespec=self.timespec).replace("+00:00", "Z")
 
     def is_not_found(self, kind: str, value: str) -> bool:
         """Whether the user behind ``(kind, value)`` does not exist."""
