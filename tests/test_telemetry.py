@@ -466,3 +466,25 @@ async def test_a_token_in_a_path_is_redacted_in_url_full(recorder: Recorder) -> 
         "https://api.example.test/v/partner/issuance_jobs/<redacted>?merchant_id=REDACTED"
     )
     assert [t for t in every_attribute_value(recorder) if token in t] == []
+
+
+async def test_an_api_without_bucket_advice_still_records(
+    emulator: ThanxEmulator, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An application's older OpenTelemetry API (no advice) gets the SDK's buckets, no error."""
+    from thanx_async._telemetry._api import load
+
+    api = load()
+    assert api is not None
+    monkeypatch.setattr(api, "bucket_advice", False)
+    async with recorded_client(emulator, recorder) as client:
+        await client.get_scopes()
+    point = only_point(recorder, "http.client.request.duration")
+    assert tuple(point.explicit_bounds) != SEMCONV_BUCKETS  # the SDK's default boundaries
+    assert point.count == 1
+
+
+def only_point(recorder: Recorder, name: str) -> Any:
+    points = recorder.points(name)
+    assert len(points) == 1, points
+    return points[0]

@@ -7,10 +7,11 @@ and every hook of :mod:`thanx_async._telemetry` does nothing.
 
 from __future__ import annotations
 
+import inspect
 from types import ModuleType
 from typing import Any
 
-__all__ = ["SCOPE", "Api", "load", "provider_records", "set_unavailable"]
+__all__ = ["SCOPE", "Api", "load", "provider_records"]
 
 #: The instrumentation scope: the name of our tracer and meter.
 SCOPE = "thanx_async"
@@ -57,6 +58,12 @@ class Api:
         self.CLIENT = trace.SpanKind.CLIENT
         self.INTERNAL = trace.SpanKind.INTERNAL
         self.ERROR = trace.StatusCode.ERROR
+        # The extra asks for 1.30, but an application may have an older API from
+        # elsewhere: it gets no bucket advice rather than an error.
+        self.bucket_advice = (
+            "explicit_bucket_boundaries_advisory"
+            in inspect.signature(metrics.Meter.create_histogram).parameters
+        )
 
 
 _api: Api | None = None
@@ -73,15 +80,6 @@ def load() -> Api | None:
         except ImportError:
             _api = None
     return _api
-
-
-def set_unavailable() -> None:
-    """Behave as if OpenTelemetry were not installed (benchmarks measure the difference).
-
-    Only clients built afterwards are affected.
-    """
-    global _api, _loaded
-    _api, _loaded = None, True
 
 
 def provider_records(provider: Any, api_module: ModuleType) -> bool:

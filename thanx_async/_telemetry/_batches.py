@@ -172,7 +172,8 @@ class BatchTelemetry:
         batch = self._batches[sealed] = _Batch(span, callers)
         context = span.get_span_context()
         for caller in callers:
-            if caller.is_recording():  # still open: it links to the batch that serves it
+            # Still open: it links to the batch that serves it (an API before 1.23 cannot).
+            if caller.is_recording() and hasattr(caller, "add_link"):
                 caller.add_link(context, {"thanx.link": "batch"})
         return batch
 

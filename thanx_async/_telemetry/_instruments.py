@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from thanx_async._telemetry import _api as names
@@ -45,11 +45,12 @@ class Instruments:
 
     def __init__(self, api: Api, meter: Any) -> None:
         self._api = api
-        self.http_duration = meter.create_histogram(
+        self.http_duration = self._histogram(
+            meter,
             names.HTTP_DURATION,
             unit="s",
             description="Duration of HTTP client requests.",
-            explicit_bucket_boundaries_advisory=names.HTTP_BUCKETS,
+            buckets=names.HTTP_BUCKETS,
         )
         self.retries = meter.create_counter(
             names.RETRIES,
@@ -59,35 +60,40 @@ class Instruments:
         self.rate_limited = meter.create_counter(
             names.RATE_LIMITED, unit="{response}", description="429 answers received."
         )
-        self.budget_wait = meter.create_histogram(
+        self.budget_wait = self._histogram(
+            meter,
             names.BUDGET_WAIT,
             unit="s",
             description="Time a request attempt waited for rate budget before it was sent.",
-            explicit_bucket_boundaries_advisory=names.WAIT_BUCKETS,
+            buckets=names.WAIT_BUCKETS,
         )
-        self.batch_size = meter.create_histogram(
+        self.batch_size = self._histogram(
+            meter,
             names.BATCH_SIZE,
             unit="{identifier}",
             description="Identifiers in a batch when it was sealed.",
-            explicit_bucket_boundaries_advisory=names.BATCH_SIZE_BUCKETS,
+            buckets=names.BATCH_SIZE_BUCKETS,
         )
-        self.outcome_duration = meter.create_histogram(
+        self.outcome_duration = self._histogram(
+            meter,
             names.OUTCOME_DURATION,
             unit="s",
             description="Time from an identifier's submit() to its outcome.",
-            explicit_bucket_boundaries_advisory=names.OUTCOME_BUCKETS,
+            buckets=names.OUTCOME_BUCKETS,
         )
-        self.job_polls = meter.create_histogram(
+        self.job_polls = self._histogram(
+            meter,
             names.JOB_POLLS,
             unit="{poll}",
             description="Polls an issuance job took until it ended.",
-            explicit_bucket_boundaries_advisory=names.POLL_BUCKETS,
+            buckets=names.POLL_BUCKETS,
         )
-        self.journal_commit = meter.create_histogram(
+        self.journal_commit = self._histogram(
+            meter,
             names.JOURNAL_COMMIT,
             unit="s",
             description="Time a journal write took to commit.",
-            explicit_bucket_boundaries_advisory=names.COMMIT_BUCKETS,
+            buckets=names.COMMIT_BUCKETS,
         )
         self.batchers = _Sources()
         self.limiters = _Sources()
@@ -109,6 +115,18 @@ class Instruments:
             unit="{request}",
             description="Requests waiting for rate budget in this process.",
         )
+
+    def _histogram(
+        self, meter: Any, name: str, *, unit: str, description: str, buckets: Sequence[float]
+    ) -> Any:
+        if self._api.bucket_advice:
+            return meter.create_histogram(
+                name,
+                unit=unit,
+                description=description,
+                explicit_bucket_boundaries_advisory=buckets,
+            )
+        return meter.create_histogram(name, unit=unit, description=description)
 
     def _observe_pending(self, options: CallbackOptions) -> Iterable[Observation]:
         total = sum(int(source.pending) for source in self.batchers)
