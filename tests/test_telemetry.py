@@ -488,3 +488,26 @@ def only_point(recorder: Recorder, name: str) -> Any:
     points = recorder.points(name)
     assert len(points) == 1, points
     return points[0]
+
+
+async def test_timing_an_outcome_keeps_asyncios_report_of_an_unawaited_failure(
+    emulator: ThanxEmulator, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed future nobody awaits is still reported by asyncio: timing it retrieves nothing."""
+    emulator.state.faults.add("issue", status=400, times=None)  # a batch-wide rejection
+    # A record of the rejection would hold the error, and through it the future.
+    caplog.set_level(logging.ERROR, logger="thanx_async")
+    async with recorded_client(emulator, recorder) as client:
+        async with batcher_for(client, max_wait=0.0) as batcher:
+            future = await batcher.submit("dropped@example.com")
+            await asyncio.wait([future])
+        del future, batcher
+        for _ in range(3):  # asyncio reports the error when the future is collected
+            gc.collect()
+            await asyncio.sleep(0.01)
+    errors = recorder.histogram(
+        "thanx.outcome.duration",
+        **{"thanx.outcome.status": "error", "error.type": "BadRequestError"},
+    )
+    assert errors.count == 1
+    assert any("exception was never retrieved" in r.getMessage() for r in caplog.records)

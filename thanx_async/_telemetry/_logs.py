@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import weakref
 from typing import Protocol
 
 __all__ = ["LOGGERS", "BatchLabel", "batch_label", "install"]
@@ -37,19 +38,27 @@ class BatchLabel:
     """What a record about one batch carries: the batch's key and, once known, its job id.
 
     The key is read from the batch when a record is made: it is known only once
-    the batch is frozen, after its task started.
+    the batch is frozen, after its task started. The batch is held weakly: a
+    context that holds the label can outlive the batch's task by far (aiohttp
+    keeps the context of the task that opened a connection for as long as the
+    connection lives), and must not keep the batch's entries alive.
     """
 
-    __slots__ = ("_batch", "job_id")
+    __slots__ = ("_batch", "_key", "job_id")
 
     def __init__(self, batch: _Keyed, job_id: str | None = None) -> None:
-        self._batch = batch
+        self._batch = weakref.ref(batch)
+        self._key = batch.key
         self.job_id = job_id
 
     @property
     def key(self) -> str | None:
         """The batch's idempotency key (None until it is frozen)."""
-        return self._batch.key
+        if self._key is None:
+            batch = self._batch()
+            if batch is not None:
+                self._key = batch.key
+        return self._key
 
 
 #: The batch the running task works on (None: no batch).
