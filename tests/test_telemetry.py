@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -511,3 +512,20 @@ async def test_timing_an_outcome_keeps_asyncios_report_of_an_unawaited_failure(
     )
     assert errors.count == 1
     assert any("exception was never retrieved" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_finished_batch_is_not_kept_alive_by_its_log_label(
+    emulator: ThanxEmulator, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The label in the batch task's context (kept by aiohttp's open connection) holds no entry."""
+    emulator.state.faults.add("issue", status=400, times=None)  # failed entries stay in the batch
+    caplog.set_level(logging.ERROR, logger="thanx_async")  # a record would hold the error
+    async with recorded_client(emulator, recorder) as client:
+        async with batcher_for(client, max_wait=0.0) as batcher:
+            future = await batcher.submit("dropped@example.com")
+            with pytest.raises(ta.BadRequestError):
+                await future
+        gone = weakref.ref(future)
+        del future, batcher
+        gc.collect()
+        assert gone() is None  # while the client, and its pooled connection, are still open
