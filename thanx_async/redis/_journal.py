@@ -1,0 +1,555 @@
+"""RedisJournal: the journal contract on Redis, shared by a fleet of processes.
+
+The SQLite :class:`~thanx_async.Journal` is the reference for every rule; this
+backend keeps them fleet-wide (DESIGN.md, "Shared ledger"). The data and the
+scripts are described in :mod:`._journal_lua`; this module is the process's
+side: group commit, the lease's heartbeat, adoption and watching.
+
+Group commit: every operation asked during one loop turn goes to Redis in one
+pipeline (one round trip); each is one atomic script and succeeds or fails
+alone. A future resolves once Redis acknowledged its script, which is then as
+durable as Redis's ``appendfsync`` makes it.
+
+Ownership: the process holds a lease (expiry on Redis's clock) renewed every
+``lease / 3`` seconds. Items it admitted and batches it sealed are its own.
+When a lease expires, :meth:`RedisJournal.adopt` in any live process takes its
+work over, atomically, so exactly one adopter gets it. A process whose lease
+ran out while it was alive (a long pause, a partition from Redis) is fenced:
+its seals and splits of work now adopted are refused with
+:class:`LeaseLostError`, its forgets of it are ignored, and its ``accepted`` /
+``finished`` records are harmless (the same batch is the same job, and the
+first record of an end stands). Its next write or heartbeat takes a lease
+again, for new work only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
+
+try:
+    import redis.asyncio
+    import redis.exceptions
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+    raise ImportError("thanx_async.redis needs redis-py: pip install 'thanx-async[redis]'") from exc
+
+from thanx_async._errors import JournalError
+from thanx_async._journal_format import (
+    Existing,
+    Recorded,
+    Recovered,
+    RecoveredBatch,
+    RecoveredItem,
+    SealRecord,
+)
+from thanx_async._journal_protocol import AdmitItem, LeaseLostError
+from thanx_async.redis import _journal_lua as lua
+from thanx_async.redis._journal_codec import (
+    Answer,
+    admit_args,
+    answers,
+    key_prefix,
+    partition_arg,
+    recovered_batch,
+    recovered_item,
+    text,
+)
+from thanx_async.redis._journal_link import Arg, Link, Script
+from thanx_async.redis._journal_watch import Watchers
+
+__all__ = ["RedisJournal"]
+
+logger = logging.getLogger("thanx_async.journal")
+
+T = TypeVar("T")
+
+_SCRIPTS = {name: Script(name, getattr(lua, name)) for name in lua.__all__}
+#: The socket timeouts of a connection the journal opens itself.
+_SOCKET_TIMEOUT = 5.0
+#: Item ids per CHECK script call (watching thousands stays a few short scripts).
+_CHECK_SLICE = 1000
+_NAME = re.compile(r"[^\s{}]{1,200}")
+_INSTANCE = re.compile(r"[^\s{}#]{1,200}")
+
+
+class _Op:
+    __slots__ = ("args", "decode", "future", "script")
+
+    def __init__(
+        self,
+        script: Script,
+        args: list[Arg],
+        decode: Callable[[Any], Any],
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.script = script
+        self.args = args
+        self.decode = decode
+        self.future = future
+
+
+class RedisJournal:
+    """A journal in Redis, shared by every process of a fleet (a *shared ledger*).
+
+    Give every process the same Redis and ``name``: then a (partition,
+    identifier, dedupe key) is one issuance across all of them, a result is
+    answered to resubmissions anywhere for ``dedupe_window``, and the work of
+    a process that died is adopted by a live one (see the many-processes guide).
+
+    Args:
+        url_or_client: a Redis URL (``redis://``, ``rediss://``, ``unix://``),
+            or a ``redis.asyncio.Redis`` to use (never closed by :meth:`aclose`).
+        name: names the ledger; every process sharing it passes the same one
+            (no braces or whitespace).
+        dedupe_window: seconds a finished result answers resubmissions; then
+            Redis expires it. Use the same in every process.
+        lease: seconds without a heartbeat after which this process's work
+            may be adopted by another (renewed every ``lease / 3``).
+        instance: a stable identity (a StatefulSet pod name): a process
+            restarted with it resumes its own work at once, and its earlier
+            incarnation is fenced. Without one, a restarted process's work is
+            adopted once its lease expires.
+        unreachable_timeout: seconds an operation keeps trying to reach Redis
+            before it fails with :class:`~thanx_async.JournalError`.
+
+    Raises:
+        ValueError: a malformed name, instance or URL, or a duration not > 0.
+        TypeError: neither a URL nor a ``redis.asyncio.Redis``.
+
+    Example::
+
+        from thanx_async.redis import RedisJournal
+
+        journal = RedisJournal("redis://redis.internal:6379/0", name="rewards")
+        async with ta.RewardBatcher(client, journal=journal, on_outcome=record) as batcher:
+            ...
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | redis.asyncio.Redis,
+        *,
+        name: str,
+        dedupe_window: float = 86_400.0,
+        lease: float = 15.0,
+        instance: str | None = None,
+        unreachable_timeout: float = 5.0,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError("name must be 1-200 characters without braces or whitespace")
+        if instance is not None and not _INSTANCE.fullmatch(instance):
+            raise ValueError("instance must be 1-200 characters without braces, '#' or whitespace")
+        if not dedupe_window > 0 or not lease > 0 or not unreachable_timeout > 0:
+            raise ValueError("dedupe_window, lease and unreachable_timeout must be > 0")
+        self.name = name
+        self.instance = instance
+        self.dedupe_window = float(dedupe_window)
+        self.lease = float(lease)
+        self._url: str | None = None
+        self._redis: redis.asyncio.Redis | None = None
+        if isinstance(url_or_client, str):
+            self._url = url_or_client
+            self._connection()  # a malformed URL fails here, not at open()
+        elif isinstance(url_or_client, redis.asyncio.Redis):
+            self._redis = url_or_client
+        else:
+            raise TypeError(
+                "RedisJournal takes a Redis URL or a redis.asyncio.Redis, "
+                f"not {type(url_or_client).__name__}"
+            )
+        prefix = key_prefix(name)
+        self._prefix = prefix
+        self._link = Link(self._connection, prefix + "leases", name, unreachable_timeout)
+        self._watchers = Watchers(
+            self._check, lambda: self._connection().pubsub(), prefix + "events", name
+        )
+        #: This process among the fleet (``instance#generation`` with an instance).
+        self.token = secrets.token_hex(8)
+        self._seq = itertools.count(1)
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._ops: list[_Op] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._unclaimed: list[str] = []  # claims whose reply never arrived
+
+    def __repr__(self) -> str:
+        # The URL may hold a password: never shown.
+        return f"RedisJournal({self.name!r}, instance={self.instance!r})"
+
+    def _connection(self) -> redis.asyncio.Redis:
+        if self._redis is None:
+            assert self._url is not None  # for mypy: one of them is always set
+            self._redis = redis.asyncio.Redis.from_url(
+                self._url,
+                socket_timeout=_SOCKET_TIMEOUT,
+                socket_connect_timeout=_SOCKET_TIMEOUT,
+                retry=Retry(NoBackoff(), 1),
+            )
+        return self._redis
+
+    def _head(self, opid: str = "") -> list[Arg]:
+        return [self._prefix, self.token, opid, str(round(self.lease * 1000))]
+
+    def _opid(self) -> str:
+        return f"{self.token}:{next(self._seq)}"
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def open(self) -> Recovered:
+        """Take a lease and adopt what is due: this instance's earlier work, expired leases' work.
+
+        Raises:
+            JournalError: Redis is unreachable or refuses this client.
+        """
+        if self._state != "new":
+            raise RuntimeError(f"{self!r} was opened already")
+        try:
+            await self._link.load(list(_SCRIPTS.values()))
+            self._watchers.start()
+            try:
+                async with asyncio.timeout(self._link.timeout):
+                    await self._watchers.subscribed.wait()
+            except TimeoutError:
+                raise self._link.error("could not subscribe to its channel") from None
+            args = [*self._head(), self.instance or ""]
+            token, previous = await self._one(_SCRIPTS["REGISTER"], args)
+            self.token = text(token)
+            self._state = "open"
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._beat(), name=f"thanx_async journal {self.name} heartbeat"
+            )
+            return await self._adopt(text(previous))
+        except BaseException:
+            await self._shutdown(release=self._state == "open")
+            raise
+
+    async def aclose(self) -> None:
+        """Write what is queued, stop the heartbeat, release the lease, close the connection.
+
+        The lease is released so that work still unfinished here (journaled
+        but unresolved) can be adopted at once; with none, this process leaves
+        no trace. A client passed in stays open.
+        """
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        await self._shutdown(release=self._state == "open")
+
+    async def _shutdown(self, *, release: bool) -> None:
+        self._state = "closed"
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        await self._watchers.close(self._link.error("closed while the item was watched"))
+        if release:
+            try:
+                await self._one(_SCRIPTS["RELEASE"], self._head())
+            except JournalError as exc:
+                logger.warning("%s; its work is adopted once its lease expires", exc)
+        if self._url is not None and self._redis is not None:
+            own, self._redis = self._redis, None
+            await own.aclose()
+
+    async def _beat(self) -> None:
+        """Renew the lease every lease/3 seconds, for as long as the journal is open."""
+        failing = False
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                held = await self._one(_SCRIPTS["RENEW"], self._head(), timeout=self.lease / 3)
+            except JournalError as exc:
+                if not failing:
+                    logger.warning(
+                        "%s; this process's work is adopted by another if it lasts %gs",
+                        exc, self.lease,
+                    )  # fmt: skip
+                failing = True
+                continue
+            except Exception:  # a background task never dies silently
+                logger.exception("journal %r: renewing the lease failed", self.name)
+                continue
+            if failing:
+                logger.info("journal %r: Redis answers again", self.name)
+                self._watchers.recheck()
+            failing = False
+            if int(held) == 0:
+                logger.warning(
+                    "journal %r: this process's lease had expired and its work was adopted by"
+                    " another process; it goes on with new work only",
+                    self.name,
+                )
+            self._watchers.retry()
+
+    # -- adoption ----------------------------------------------------------------
+
+    async def adopt(self) -> Recovered:
+        """Take over the work of every process whose lease expired (exactly one adopter wins).
+
+        Returns:
+            What was adopted (now this process's): unsealed items to batch anew,
+            sealed batches to re-POST with their recorded bytes and key, and
+            accepted ones (``job_id`` set) to follow.
+
+        Raises:
+            JournalError: Redis is unreachable. Work claimed before the failure
+                is returned by the next call.
+        """
+        self._check_open()
+        return await self._adopt("")
+
+    async def _adopt(self, previous: str) -> Recovered:
+        unsealed: list[RecoveredItem] = []
+        batches: list[RecoveredBatch] = []
+        forced = previous
+        while True:
+            opid = self._unclaimed.pop(0) if self._unclaimed else self._opid()
+            try:
+                claimed = text(await self._one(_SCRIPTS["CLAIM"], [*self._head(opid), forced]))
+                if not claimed:
+                    break
+                victim, items, bids = claimed.split(" ")
+                item_ids = [int(i) for i in items.split(",") if i]
+                batch_ids = [int(b) for b in bids.split(",") if b]
+                found_items, found_batches = await self._read(item_ids, batch_ids)
+            except JournalError:
+                self._unclaimed.append(opid)  # its reply is kept in Redis for 5 minutes
+                raise
+            forced = ""
+            unsealed += found_items
+            batches += found_batches
+            if item_ids or batch_ids:
+                logger.info(
+                    "journal %r: adopted the work of %s: %d unsealed identifiers, %d batches",
+                    self.name, victim, len(found_items), len(found_batches),
+                )  # fmt: skip
+        unsealed.sort(key=lambda item: item.row_id)
+        batches.sort(key=lambda batch: batch.batch_id)
+        return Recovered(unsealed, batches, [])
+
+    async def _read(
+        self, item_ids: list[int], batch_ids: list[int]
+    ) -> tuple[list[RecoveredItem], list[RecoveredBatch]]:
+        args = [*self._head(), str(len(item_ids)), *map(str, item_ids), *map(str, batch_ids)]
+        items, batches = await self._one(_SCRIPTS["READ"], args)
+        return [recovered_item(i) for i in items], [recovered_batch(b) for b in batches]
+
+    # -- watching ---------------------------------------------------------------
+
+    def watch(self, item_id: int) -> asyncio.Future[Recorded | None]:
+        """Resolve when the item (of any process) ends: its :class:`Recorded` result, or None.
+
+        None: it was forgotten (it issued nothing; a resubmission tries again),
+        or its result already left the dedupe window. Resolves at once (after
+        one round trip) if it already ended. If the journal closes first, the
+        future raises :class:`~thanx_async.JournalError`.
+        """
+        self._check_open()
+        return self._watchers.watch(int(item_id))
+
+    async def _check(self, ids: list[int]) -> list[Answer]:
+        calls = [
+            (_SCRIPTS["CHECK"], [*self._head(), *map(str, ids[i : i + _CHECK_SLICE])])
+            for i in range(0, len(ids), _CHECK_SLICE)
+        ]
+        out: list[Answer] = []
+        for reply in await self._link.call(calls):
+            if isinstance(reply, Exception):
+                raise self._link.error(f"a check failed ({reply})")
+            out += answers(reply)
+        return out
+
+    # -- operations (group commit) ---------------------------------------------
+
+    def admit_many(
+        self, items: Sequence[AdmitItem]
+    ) -> asyncio.Future[list[int | Recorded | Existing]]:
+        """Record new items; per item its new id, :class:`Recorded` or :class:`Existing`.
+
+        Atomic per item, fleet-wide: a key admitted and unfinished in any
+        process answers :class:`Existing`; one finished within the dedupe
+        window answers its :class:`Recorded` result.
+        """
+        try:
+            args = admit_args(items)
+        except (TypeError, ValueError) as exc:
+            return self._failed(self._link.error(f"cannot record an item: {exc}"))
+        window = str(round(self.dedupe_window * 1000))
+        return self._submit("ADMIT", [window, *args], _admitted, replayable=True)
+
+    def seal(
+        self, partition: tuple[str, str, str], key: str, body: bytes, item_ids: Sequence[int]
+    ) -> asyncio.Future[int]:
+        """Record a sealed batch (exact bytes and key) and each item's position; its id.
+
+        The future raises :class:`LeaseLostError` (and nothing is written) when
+        any item is no longer this process's: its lease expired and another
+        process adopted it.
+        """
+        try:
+            args: list[Arg] = [partition_arg(partition), key, body, *_ids(item_ids)]
+        except (TypeError, ValueError) as exc:
+            return self._failed(self._link.error(f"cannot record a batch: {exc}"))
+        return self._submit("SEAL", args, _sealed, replayable=True)
+
+    def split(
+        self,
+        batch_id: int,
+        partition: tuple[str, str, str],
+        parts: Sequence[SealRecord],
+        *,
+        dropped: Sequence[int] = (),
+    ) -> asyncio.Future[list[int]]:
+        """Replace a refused batch by new batches of its items (ids in order), minus ``dropped``.
+
+        Atomic. Raises :class:`LeaseLostError` (nothing written) when the batch
+        is no longer this process's (adopted by another, which splits it itself).
+        """
+        try:
+            gone = _ids(dropped)
+            args: list[Arg] = [str(int(batch_id)), partition_arg(partition), str(len(gone)), *gone]
+            for key, body, ids in parts:
+                members = _ids(ids)
+                args += [key, body, str(len(members)), *members]
+        except (TypeError, ValueError) as exc:
+            return self._failed(self._link.error(f"cannot record a split: {exc}"))
+        return self._submit("SPLIT", args, _split, replayable=True)
+
+    def accepted(self, batch_id: int, job_id: str) -> asyncio.Future[None]:
+        """Record the job a batch was accepted as (harmless from any process: same key, same job).
+
+        A batch that finished or no longer exists is left alone.
+        """
+        return self._submit("ACCEPTED", [str(int(batch_id)), str(job_id)], _nothing)
+
+    def finished(self, batch_id: int, job_json: bytes) -> asyncio.Future[None]:
+        """Record a batch's final job; its items answer resubmissions for the dedupe window.
+
+        Also sets that expiry on the batch, its items and their keys, and tells
+        every process watching one of them. The first record of a batch's end
+        stands (a second one, from an adopter following the same job, is ignored).
+        """
+        window = str(round(self.dedupe_window * 1000))
+        return self._submit("FINISHED", [str(int(batch_id)), job_json, window], _nothing)
+
+    def forget(
+        self, item_ids: Iterable[int], *, batch_id: int | None = None
+    ) -> asyncio.Future[None]:
+        """Drop items that issued nothing, and their batch if given.
+
+        Only this process's own: items (or a batch) adopted by another process
+        meanwhile are left to it.
+        """
+        args = ["" if batch_id is None else str(int(batch_id)), *_ids(item_ids)]
+        return self._submit("FORGET", args, _nothing)
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"{self!r} is not open")
+
+    def _failed(self, error: JournalError) -> asyncio.Future[Any]:
+        self._check_open()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_exception(error)
+        return future
+
+    def _submit(
+        self,
+        script: str,
+        args: Sequence[Arg],
+        decode: Callable[[Any], T],
+        *,
+        replayable: bool = False,
+    ) -> asyncio.Future[T]:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        head = self._head(self._opid() if replayable else "")
+        self._ops.append(_Op(_SCRIPTS[script], [*head, *args], decode, future))
+        if self._writer is None:
+            self._writer = loop.create_task(
+                self._write(), name=f"thanx_async journal {self.name} writer"
+            )
+        return future
+
+    async def _write(self) -> None:
+        try:
+            while self._ops:
+                # Let the rest of this loop turn queue its operations first.
+                await asyncio.sleep(0)
+                ops, self._ops = self._ops, []
+                try:
+                    replies = await self._link.call([(op.script, op.args) for op in ops])
+                except Exception as exc:  # noqa: BLE001 - the whole group failed: tell every waiter
+                    error = exc if isinstance(exc, JournalError) else self._link.error(repr(exc))
+                    for op in ops:
+                        if not op.future.done():
+                            op.future.set_exception(error)
+                    continue
+                for op, reply in zip(ops, replies, strict=True):
+                    if not op.future.done():
+                        _settle(op, reply, self._link)
+        finally:
+            self._writer = None
+
+    async def _one(self, script: Script, args: list[Arg], *, timeout: float | None = None) -> Any:
+        (reply,) = await self._link.call([(script, args)], timeout=timeout)
+        if isinstance(reply, Exception):
+            raise self._link.error(f"{script.name.lower()} failed ({reply})")
+        return reply
+
+
+def _settle(op: _Op, reply: Any, link: Link) -> None:
+    if isinstance(reply, Exception):
+        logger.warning("journal: one write failed alone: %s", reply)
+        op.future.set_exception(link.error(f"{op.script.name.lower()} failed ({reply})"))
+        return
+    try:
+        result = op.decode(reply)
+    except LeaseLostError as exc:
+        op.future.set_exception(exc)
+    except Exception as exc:  # noqa: BLE001 - an odd reply fails its operation, not the group
+        op.future.set_exception(link.error(f"unreadable reply to {op.script.name.lower()}: {exc}"))
+    else:
+        op.future.set_result(result)
+
+
+def _ids(ids: Iterable[int]) -> list[str]:
+    return [str(int(i)) for i in ids]
+
+
+def _admitted(reply: Any) -> list[int | Recorded | Existing]:
+    out: list[int | Recorded | Existing] = []
+    for answer in answers(reply):
+        if not isinstance(answer, int | Recorded | Existing):
+            raise JournalError("a recorded result expired while it was read; submit again")
+        out.append(answer)
+    return out
+
+
+def _lost(encoded: str) -> LeaseLostError:
+    return LeaseLostError([int(i) for i in encoded.split(",") if i])
+
+
+def _sealed(reply: Any) -> int:
+    encoded = text(reply)
+    if encoded[0] == "l":
+        raise _lost(encoded[1:])
+    return int(encoded[1:])
+
+
+def _split(reply: Any) -> list[int]:
+    encoded = text(reply)
+    if encoded[0] == "l":
+        raise _lost(encoded[1:])
+    return [int(b) for b in encoded[1:].split(",") if b]
+
+
+def _nothing(reply: Any) -> None:
+    return None
