@@ -75,6 +75,8 @@ _SCRIPTS = {name: Script(name, getattr(lua, name)) for name in lua.__all__}
 _SOCKET_TIMEOUT = 5.0
 #: Item ids per CHECK script call (watching thousands stays a few short scripts).
 _CHECK_SLICE = 1000
+#: How long Redis keeps a reply (ms) for a retry; a claim's for the next adopt().
+_KEEP_REPLY, _KEEP_CLAIM = 60_000, 3_600_000
 _NAME = re.compile(r"[^\s{}]{1,200}")
 _INSTANCE = re.compile(r"[^\s{}#]{1,200}")
 
@@ -178,6 +180,8 @@ class RedisJournal:
         self._writer: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._unclaimed: list[str] = []  # claims whose reply never arrived
+        # A reply is kept (ms) longer than any retry of its call can last.
+        self._keep = max(_KEEP_REPLY, round(3_000 * unreachable_timeout))
 
     def __repr__(self) -> str:
         # The URL may hold a password: never shown.
@@ -194,8 +198,10 @@ class RedisJournal:
             )
         return self._redis
 
-    def _head(self, opid: str = "") -> list[Arg]:
-        return [self._prefix, self.token, opid, str(round(self.lease * 1000))]
+    def _head(self, opid: str = "", keep: int | None = None) -> list[Arg]:
+        """The arguments every script starts with (see ``_PROLOGUE`` in the scripts)."""
+        keep = self._keep if keep is None else keep
+        return [self._prefix, self.token, opid, str(round(self.lease * 1000)), str(keep)]
 
     def _opid(self) -> str:
         return f"{self.token}:{next(self._seq)}"
@@ -311,7 +317,8 @@ class RedisJournal:
         while True:
             opid = self._unclaimed.pop(0) if self._unclaimed else self._opid()
             try:
-                claimed = text(await self._one(_SCRIPTS["CLAIM"], [*self._head(opid), forced]))
+                claim = [*self._head(opid, _KEEP_CLAIM), forced]
+                claimed = text(await self._one(_SCRIPTS["CLAIM"], claim))
                 if not claimed:
                     break
                 victim, items, bids = claimed.split(" ")
@@ -319,7 +326,7 @@ class RedisJournal:
                 batch_ids = [int(b) for b in bids.split(",") if b]
                 found_items, found_batches = await self._read(item_ids, batch_ids)
             except JournalError:
-                self._unclaimed.append(opid)  # its reply is kept in Redis for 5 minutes
+                self._unclaimed.append(opid)  # its reply is kept in Redis for an hour
                 raise
             forced = ""
             unsealed += found_items

@@ -34,9 +34,9 @@ gets ``P`` as its first argument to build the others.
     hash, stable instance name -> its last generation (``instance#gen`` is
     the token of one incarnation).
 ``P..'r:'..opid``
-    string, the reply of a non-idempotent script (admit, seal, split, claim)
-    kept 5 minutes, so a retry after a lost reply gets the same answer
-    instead of running twice.
+    string, the reply of a non-idempotent script (admit, seal, split, claim),
+    kept for a while (a minute or more; a claim an hour), so a retry after a
+    lost reply gets the same answer instead of running twice.
 ``P..'events'``
     pub/sub channel: ``f <bid> <id,id,...>`` when a batch finished (its items
     in position order), ``x <id,id,...>`` when items were forgotten.
@@ -72,9 +72,10 @@ __all__ = [
 ]
 
 #: ARGV[1] prefix, ARGV[2] this process's token, ARGV[3] operation id ('' for
-#: none), ARGV[4] lease (ms); KEYS[1] the leases. Every script starts with it.
+#: none), ARGV[4] lease (ms), ARGV[5] how long to keep its reply (ms); KEYS[1]
+#: the leases. Every script starts with it; "ARGV[6]" below is its first own.
 _PROLOGUE = """
-local P, me, opid, lease = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local P, me, opid, lease, keep = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local LEASES, MINE = KEYS[1], P .. 'u:' .. ARGV[2]
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -93,7 +94,7 @@ local function replay()
   return redis.call('GET', P .. 'r:' .. opid)
 end
 local function remember(reply)
-  if opid ~= '' then redis.call('SET', P .. 'r:' .. opid, reply, 'PX', 300000) end
+  if opid ~= '' then redis.call('SET', P .. 'r:' .. opid, reply, 'PX', keep) end
   return reply
 end
 
@@ -165,7 +166,7 @@ local function with_batches(answers)
 end
 """
 
-#: ARGV[5] dedupe window (ms), then per item: digest, identity.
+#: ARGV[6] dedupe window (ms), then per item: digest, identity.
 #: Per item: its new id, 'e' an unfinished item of the key (anyone's), 'r' its
 #: recorded result. Atomic: one key is one item fleet-wide.
 ADMIT = (
@@ -174,9 +175,9 @@ ADMIT = (
 local answers = replay()
 if not answers then
   alive()
-  local window = tonumber(ARGV[5])
+  local window = tonumber(ARGV[6])
   local out, fresh = {}, {}
-  for i = 6, #ARGV, 2 do
+  for i = 7, #ARGV, 2 do
     local digest = ARGV[i]
     local kkey = P .. 'k:' .. digest
     local id = redis.call('GET', kkey)
@@ -214,7 +215,7 @@ return with_batches(answers)
 """
 )
 
-#: ARGV[5] partition, ARGV[6] idempotency key, ARGV[7] body, then the item ids in order.
+#: ARGV[6] partition, ARGV[7] idempotency key, ARGV[8] body, then the item ids in order.
 #: 'b<bid>', or 'l<id,...>': those items are no longer this process's (nothing written).
 SEAL = (
     _PROLOGUE
@@ -223,7 +224,7 @@ local cached = replay()
 if cached then return cached end
 alive()
 local members, lost, ids = {}, {}, {}
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   local identity = redis.call('HGET', MINE, ARGV[i])
   if identity then
     members[#members + 1] = {ARGV[i], identity}
@@ -233,13 +234,13 @@ for i = 8, #ARGV do
   ids[#ids + 1] = ARGV[i]
 end
 if #lost > 0 then return remember('l' .. table.concat(lost, ',')) end
-local bid = new_batch(ARGV[5], ARGV[6], ARGV[7], members)
+local bid = new_batch(ARGV[6], ARGV[7], ARGV[8], members)
 each('HDEL', MINE, ids)
 return remember('b' .. bid)
 """
 )
 
-#: ARGV[5] the refused batch, ARGV[6] partition, ARGV[7] number of dropped items,
+#: ARGV[6] the refused batch, ARGV[7] partition, ARGV[8] number of dropped items,
 #: the dropped ids, then per part: key, body, count, its item ids.
 #: 'b<bid,...>', or 'l<id,...>' (the batch is no longer this process's: nothing written).
 SPLIT = (
@@ -248,11 +249,11 @@ SPLIT = (
 local cached = replay()
 if cached then return cached end
 alive()
-local old, partition, ndropped = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local old, partition, ndropped = ARGV[6], ARGV[7], tonumber(ARGV[8])
 if redis.call('HGET', P .. 'b:' .. old, 'o') ~= me then
   local ids = {}
-  for i = 8, 7 + ndropped do ids[#ids + 1] = ARGV[i] end
-  local i = 8 + ndropped
+  for i = 9, 8 + ndropped do ids[#ids + 1] = ARGV[i] end
+  local i = 9 + ndropped
   while i <= #ARGV do
     local count = tonumber(ARGV[i + 2])
     for j = i + 3, i + 2 + count do ids[#ids + 1] = ARGV[j] end
@@ -263,13 +264,13 @@ end
 local identity = {}
 for _, member in ipairs(members_of(old)) do identity[member[1]] = member[2] end
 local gone = {}
-for i = 8, 7 + ndropped do
+for i = 9, 8 + ndropped do
   if drop_item(ARGV[i]) then gone[#gone + 1] = ARGV[i] end
 end
 redis.call('DEL', P .. 'b:' .. old, P .. 'bi:' .. old)
 redis.call('SREM', P .. 'ob:' .. me, old)
 local bids = {}
-local i = 8 + ndropped
+local i = 9 + ndropped
 while i <= #ARGV do
   local count = tonumber(ARGV[i + 2])
   local members = {}
@@ -284,28 +285,28 @@ return remember('b' .. table.concat(bids, ','))
 """
 )
 
-#: ARGV[5] batch, ARGV[6] job id. Idempotent; harmless from any process (the
+#: ARGV[6] batch, ARGV[7] job id. Idempotent; harmless from any process (the
 #: same key is the same job). A finished or vanished batch is left alone.
 ACCEPTED = (
     _PROLOGUE
     + """
-local bkey = P .. 'b:' .. ARGV[5]
+local bkey = P .. 'b:' .. ARGV[6]
 local state = redis.call('HGET', bkey, 's')
-if state and state ~= 'done' then redis.call('HSET', bkey, 's', 'accepted', 'j', ARGV[6]) end
+if state and state ~= 'done' then redis.call('HSET', bkey, 's', 'accepted', 'j', ARGV[7]) end
 return 1
 """
 )
 
-#: ARGV[5] batch, ARGV[6] final job JSON, ARGV[7] dedupe window (ms). Idempotent:
+#: ARGV[6] batch, ARGV[7] final job JSON, ARGV[8] dedupe window (ms). Idempotent:
 #: the first record of a batch's end stands (every process follows the same job).
 FINISHED = (
     _PROLOGUE
     + """
-local bid, window = ARGV[5], ARGV[7]
+local bid, window = ARGV[6], ARGV[8]
 local bkey = P .. 'b:' .. bid
 local b = redis.call('HMGET', bkey, 's', 'o')
 if not b[1] or b[1] == 'done' then return 0 end
-redis.call('HSET', bkey, 's', 'done', 'r', ARGV[6], 'f', fmt(now))
+redis.call('HSET', bkey, 's', 'done', 'r', ARGV[7], 'f', fmt(now))
 redis.call('HDEL', bkey, 'body')
 redis.call('PEXPIRE', bkey, window)
 redis.call('SREM', P .. 'ob:' .. b[2], bid)
@@ -328,17 +329,17 @@ return 1
 """
 )
 
-#: ARGV[5] batch ('' for none), then item ids. Drops the items this process
+#: ARGV[6] batch ('' for none), then item ids. Drops the items this process
 #: owns (unsealed, or in a batch it owns) and the batch if it owns it; the
 #: rest belongs to an adopter and is left alone. Returns how many were dropped.
 FORGET = (
     _PROLOGUE
     + """
 local gone = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   if mine(ARGV[i]) and drop_item(ARGV[i]) then gone[#gone + 1] = ARGV[i] end
 end
-local bid = ARGV[5]
+local bid = ARGV[6]
 if bid ~= '' and redis.call('HGET', P .. 'b:' .. bid, 'o') == me then
   redis.call('DEL', P .. 'b:' .. bid, P .. 'bi:' .. bid)
   redis.call('SREM', P .. 'ob:' .. me, bid)
@@ -353,7 +354,7 @@ CHECK = (
     _PROLOGUE
     + """
 local out = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local ikey = P .. 'i:' .. ARGV[i]
   local item = redis.call('HMGET', ikey, 'b', 'p')
   local answer = 'x'
@@ -368,12 +369,12 @@ return with_batches(table.concat(out, ','))
 """
 )
 
-#: ARGV[5] stable instance name ('' for none: ARGV[2] is the token). Takes a
+#: ARGV[6] stable instance name ('' for none: ARGV[2] is the token). Takes a
 #: lease; returns {token, the previous incarnation's token or ''}.
 REGISTER = (
     _PROLOGUE
     + """
-local instance, token, previous = ARGV[5], me, ''
+local instance, token, previous = ARGV[6], me, ''
 if instance ~= '' then
   local gen = redis.call('HINCRBY', P .. 'gens', instance, 1)
   token = instance .. '#' .. fmt(gen)
@@ -409,7 +410,7 @@ return 1
 """
 )
 
-#: ARGV[5] a token to take over even if its lease runs ('' for none: this
+#: ARGV[6] a token to take over even if its lease runs ('' for none: this
 #: instance's previous incarnation). Takes over the work of one owner whose
 #: lease expired (or the one named): removes its lease and moves its unsealed
 #: items and unfinished batches to this process. Atomic, so exactly one
@@ -422,7 +423,7 @@ local cached = replay()
 if cached then return cached end
 alive()
 local victim = false
-local forced = ARGV[5]
+local forced = ARGV[6]
 if forced ~= '' and forced ~= me and (redis.call('ZSCORE', LEASES, forced)
     or redis.call('EXISTS', P .. 'u:' .. forced, P .. 'ob:' .. forced) > 0) then
   victim = forced
@@ -449,20 +450,20 @@ return remember(victim .. ' ' .. table.concat(items, ',') .. ' ' .. table.concat
 """
 )
 
-#: ARGV[5] number of items, the item ids, then batch ids. What recovery needs:
+#: ARGV[6] number of items, the item ids, then batch ids. What recovery needs:
 #: per unsealed item of this process {id, identity} (others left out), per
 #: unfinished batch {id, partition, key, body, job id or '', {{id, identity}...}}
 #: with only the items still there.
 READ = (
     _PROLOGUE
     + """
-local nitems = tonumber(ARGV[5])
+local nitems = tonumber(ARGV[6])
 local items, batches = {}, {}
-for i = 6, 5 + nitems do
+for i = 7, 6 + nitems do
   local identity = redis.call('HGET', MINE, ARGV[i])
   if identity then items[#items + 1] = {ARGV[i], identity} end
 end
-for i = 6 + nitems, #ARGV do
+for i = 7 + nitems, #ARGV do
   local bid = ARGV[i]
   local b = redis.call('HMGET', P .. 'b:' .. bid, 'm', 'k', 'body', 'j', 's')
   if b[1] and b[5] ~= 'done' then
