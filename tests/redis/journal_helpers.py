@@ -64,6 +64,7 @@ class Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self._open = True
         self._swallow = False
         self.swallowed = asyncio.Event()
@@ -77,9 +78,14 @@ class Proxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def aclose(self) -> None:
-        self.cut()
+        """Stop listening, close every connection and wait until they are closed."""
         if self._server is not None:
             self._server.close()
+        self.cut()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
 
     def cut(self) -> None:
@@ -87,7 +93,6 @@ class Proxy:
         self._open = False
         for writer in list(self._links):
             writer.close()
-        self._links.clear()
 
     def restore(self) -> None:
         """Accept connections again."""
@@ -99,23 +104,30 @@ class Proxy:
         self._swallow = True
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._open:
-            writer.close()
-            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        writers = [writer]
         try:
+            if not self._open:
+                return
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._links.update((writer, up_writer))
-        await asyncio.gather(
-            self._pipe(reader, up_writer, replies=False),
-            self._pipe(up_reader, writer, replies=True),
-            return_exceptions=True,
-        )
-        for w in (writer, up_writer):
-            self._links.discard(w)
-            w.close()
+            writers.append(up_writer)
+            self._links.update(writers)
+            await asyncio.gather(
+                self._pipe(reader, up_writer, replies=False),
+                self._pipe(up_reader, writer, replies=True),
+            )
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            self._handlers.discard(task)
+            for w in writers:
+                self._links.discard(w)
+                w.close()
+            for w in writers:
+                with contextlib.suppress(Exception):
+                    await w.wait_closed()
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool

@@ -48,9 +48,14 @@ async def journals(redis_server: RedisServer) -> AsyncIterator[Callable[..., Red
         await journal.aclose()
 
 
-async def dead_process(make: Callable[..., RedisJournal], tag: str) -> tuple[list[int], int]:
-    """A process that admitted 3 items, sealed 2 of them, then died: (unsealed ids, batch id)."""
-    journal = make(lease=LEASE)
+async def dead_process(
+    make: Callable[..., RedisJournal], tag: str, lease: float = LEASE
+) -> tuple[list[int], int]:
+    """A process that admitted 3 items, sealed 2 of them, then died: (unsealed ids, batch id).
+
+    Tests open their adopters first: an open() after the lease expired adopts too.
+    """
+    journal = make(lease=lease)
     await journal.open()
     ids = await admit_new(journal, [item(f"{tag}-{n}@example.com") for n in range(3)])
     batch = await journal.seal(PART, f"key-{tag}", f"body-{tag}".encode(), ids[1:])
@@ -62,10 +67,10 @@ async def test_work_is_adopted_only_once_its_lease_expired(
     journals: Callable[..., RedisJournal],
 ) -> None:
     """A live lease keeps its work; once expired, adopt() returns it, with exact bytes."""
-    unsealed, batch = await dead_process(journals, "a")
+    unsealed, batch = await dead_process(journals, "a", lease=1.0)
     adopter = journals()
-    assert await adopter.open() == Recovered([], [], [])
-    await asyncio.sleep(LEASE + 0.1)
+    assert await adopter.open() == Recovered([], [], [])  # its lease still runs
+    await asyncio.sleep(1.1)
     adopted = await adopter.adopt()
     assert [i.row_id for i in adopted.unsealed] == unsealed
     assert [(b.batch_id, b.key, b.body) for b in adopted.batches] == [(batch, "key-a", b"body-a")]
@@ -76,12 +81,12 @@ async def test_the_heartbeat_keeps_a_live_process_s_work(
     journals: Callable[..., RedisJournal],
 ) -> None:
     """A process whose heartbeat runs keeps its work well past one lease length."""
-    owner = journals(lease=LEASE)
+    owner = journals(lease=0.6)
     await owner.open()
     await admit_new(owner, [item("x@example.com")])
     other = journals()
     await other.open()
-    await asyncio.sleep(LEASE * 3)
+    await asyncio.sleep(0.6 * 3)
     assert await other.adopt() == Recovered([], [], [])
 
 
@@ -89,9 +94,9 @@ async def test_exactly_one_of_many_concurrent_adopters_gets_each_process_s_work(
     journals: Callable[..., RedisJournal],
 ) -> None:
     """8 processes adopt 3 dead ones' work at once: every item and batch is adopted exactly once."""
-    dead = [await dead_process(journals, tag) for tag in "abc"]
     adopters = [journals() for _ in range(8)]
     await asyncio.gather(*(a.open() for a in adopters))
+    dead = [await dead_process(journals, tag) for tag in "abc"]
     await asyncio.sleep(LEASE + 0.1)
     results = await asyncio.gather(*(a.adopt() for a in adopters))
     items = Counter(i.row_id for r in results for i in r.unsealed)
@@ -113,13 +118,13 @@ async def test_a_process_whose_work_was_adopted_is_fenced(
     journals: Callable[..., RedisJournal],
 ) -> None:
     """After adoption, the old owner's seal and split are refused, its forget ignored."""
+    adopter = journals()
+    await adopter.open()
     slow = journals(lease=LEASE)
     await slow.open()
     ids = await admit_new(slow, [item(f"{n}@example.com") for n in range(4)])
     batch = await slow.seal(PART, "key-1", b"body", ids[2:])
     await stop_heartbeat(slow)  # alive, but silent: a long pause
-    adopter = journals()
-    await adopter.open()
     await asyncio.sleep(LEASE + 0.1)
     adopted = await adopter.adopt()
     assert [i.row_id for i in adopted.unsealed] == ids[:2]
@@ -148,12 +153,12 @@ async def test_a_seal_with_some_adopted_items_writes_nothing(
     journals: Callable[..., RedisJournal],
 ) -> None:
     """LeaseLostError names only the adopted items; the others are still sealable."""
+    adopter = journals()
+    await adopter.open()
     slow = journals(lease=LEASE)
     await slow.open()
     old = await admit_new(slow, [item("old@example.com")])
     await stop_heartbeat(slow)
-    adopter = journals()
-    await adopter.open()
     await asyncio.sleep(LEASE + 0.1)
     await adopter.adopt()
     new = await admit_new(slow, [item("new@example.com")])
@@ -164,16 +169,18 @@ async def test_a_seal_with_some_adopted_items_writes_nothing(
 
 
 async def test_the_heartbeat_notices_a_lost_lease(
-    journals: Callable[..., RedisJournal], caplog: pytest.LogCaptureFixture
+    journals: Callable[..., RedisJournal],
+    caplog: pytest.LogCaptureFixture,
+    redis_server: RedisServer,
 ) -> None:
     """A heartbeat that finds its lease taken logs it, and holds a new one."""
+    adopter = journals()
+    await adopter.open()
     slow = journals(lease=LEASE)
     await slow.open()
     await admit_new(slow, [item("x@example.com")])
     heartbeat = slow._heartbeat
     await stop_heartbeat(slow)
-    adopter = journals()
-    await adopter.open()
     await asyncio.sleep(LEASE + 0.1)
     assert len((await adopter.adopt()).unsealed) == 1
     slow._heartbeat = asyncio.get_running_loop().create_task(slow._beat())
@@ -181,8 +188,12 @@ async def test_the_heartbeat_notices_a_lost_lease(
     with caplog.at_level(logging.WARNING, logger="thanx_async.journal"):
         await asyncio.sleep(LEASE / 3 + 0.1)
     assert "its work was adopted by another process" in caplog.text
-    await asyncio.sleep(LEASE)
-    assert (await adopter.adopt()).unsealed == []  # it holds a lease again
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    deadline = await admin.zscore(f"thanx_async:journal:{{{slow.name}}}:leases", slow.token)
+    seconds, micros = await admin.time()
+    await admin.aclose()
+    assert deadline is not None
+    assert deadline > seconds * 1000 + micros // 1000  # it holds a lease again
 
 
 async def test_a_stable_instance_resumes_its_own_work_at_once(
@@ -240,7 +251,7 @@ async def test_finished_work_expires_after_the_dedupe_window(
     journals: Callable[..., RedisJournal], redis_server: RedisServer
 ) -> None:
     """finished() sets the window as expiry on the batch, its items and keys; the rest stays."""
-    window = 0.5
+    window = 1.5  # the checks below must happen within it, even on a slow machine
     journal = journals(dedupe_window=window)
     await journal.open()
     ids = await admit_new(journal, [item("a@example.com"), item("b@example.com")])

@@ -156,6 +156,7 @@ class RedisJournal:
         self.lease = float(lease)
         self._url: str | None = None
         self._redis: redis.asyncio.Redis | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
         if isinstance(url_or_client, str):
             self._url = url_or_client
             self._connection()  # a malformed URL fails here, not at open()
@@ -175,7 +176,6 @@ class RedisJournal:
         #: This process among the fleet (``instance#generation`` with an instance).
         self.token = secrets.token_hex(8)
         self._seq = itertools.count(1)
-        self._state: Literal["new", "open", "closed"] = "new"
         self._ops: list[_Op] = []
         self._writer: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -189,6 +189,8 @@ class RedisJournal:
 
     def _connection(self) -> redis.asyncio.Redis:
         if self._redis is None:
+            if self._state == "closed":  # a late task must not open a client nobody closes
+                raise RuntimeError(f"{self!r} is closed")
             assert self._url is not None  # for mypy: one of them is always set
             self._redis = redis.asyncio.Redis.from_url(
                 self._url,

@@ -6,7 +6,8 @@ may touch any of them. Each script declares ``P..'leases'`` as its key and
 gets ``P`` as its first argument to build the others.
 
 ``P..'ids'``, ``P..'bids'``
-    counters (``INCR``) giving item and batch ids: positive, fleet-unique.
+    counters (``INCR``) giving item and batch ids: positive, fleet-unique,
+    and never given twice: a missing counter starts from the clock (µs).
 ``P..'k:'..digest``
     string, the key index: (partition, identifier value, dedupe key) -> the
     id of its one item. ``digest`` is 32 hex digits of a SHA-256 of the key,
@@ -88,6 +89,14 @@ local function each(cmd, key, list)
   end
 end
 
+-- A new id from a counter. A missing counter (a new ledger, or one Redis lost)
+-- starts from the clock in microseconds: above any id given before, so an id is
+-- never given twice, even across a Redis that lost its data (2^53 is year 2255).
+local function next_id(key)
+  if redis.call('EXISTS', key) == 0 then redis.call('SET', key, fmt(now * 1000)) end
+  return fmt(redis.call('INCR', key))
+end
+
 -- The reply of this operation if it already ran (a retry after a lost reply).
 local function replay()
   if opid == '' then return false end
@@ -126,7 +135,7 @@ end
 
 -- A new batch of items given as {id, identity} pairs; its id.
 local function new_batch(partition, key, body, members)
-  local bid = fmt(redis.call('INCR', P .. 'bids'))
+  local bid = next_id(P .. 'bids')
   local entries = {}
   for pos, member in ipairs(members) do
     entries[pos] = member[1] .. ' ' .. member[2]
@@ -197,7 +206,7 @@ if not answers then
       -- Otherwise its result left the window (or expired): the key is issued anew.
     end
     if not answer then
-      local new = fmt(redis.call('INCR', P .. 'ids'))
+      local new = next_id(P .. 'ids')
       redis.call('HSET', P .. 'i:' .. new, 'k', digest)
       redis.call('SET', kkey, new)
       fresh[#fresh + 1] = new
