@@ -41,9 +41,7 @@ async def admit_new(journal: JournalBackend, items: list[AdmitItem]) -> list[int
 async def abandon(journal: RedisJournal) -> None:
     """As if the journal's process died now: no heartbeat, no release, connections gone."""
     journal._state = "closed"
-    if journal._heartbeat is not None:
-        journal._heartbeat.cancel()
-        await asyncio.gather(journal._heartbeat, return_exceptions=True)
+    await journal._lease.stop()
     await journal._watchers.close(journal._link.error("abandoned"))
     if journal._redis is not None:
         await journal._redis.aclose()
@@ -51,9 +49,8 @@ async def abandon(journal: RedisJournal) -> None:
 
 async def stop_heartbeat(journal: RedisJournal) -> None:
     """The process stays alive but stops renewing its lease (a long pause, a partition)."""
-    assert journal._heartbeat is not None
-    journal._heartbeat.cancel()
-    await asyncio.gather(journal._heartbeat, return_exceptions=True)
+    assert journal._lease.task is not None
+    await journal._lease.stop()
 
 
 class Proxy:

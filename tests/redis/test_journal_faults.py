@@ -215,8 +215,8 @@ async def test_the_heartbeat_outlives_an_outage(
         aof_redis_server.start()
         await asyncio.sleep(0.5)
     assert "adopted by another if it lasts" in caplog.text
-    assert journal._heartbeat is not None
-    assert not journal._heartbeat.done()
+    assert journal._lease.task is not None
+    assert not journal._lease.task.done()
     other = RedisJournal(aof_redis_server.url, name=name)
     assert (await other.open()).unsealed == []  # the heartbeat renewed the lease
     await other.aclose()
@@ -230,3 +230,27 @@ async def _require_password(server: RedisServer, password: str) -> None:
     with contextlib.suppress(Exception):
         await admin.config_set("requirepass", password)
     await admin.aclose()
+
+
+async def test_a_full_redis_refuses_admissions_typed(own_redis_server: RedisServer) -> None:
+    """Redis at maxmemory (noeviction): admissions fail with JournalError, then work with room."""
+    import redis.asyncio
+
+    async def fill() -> None:
+        for n in range(1000):
+            await journal.admit_many([item(f"{n}-{i}@example.com") for i in range(100)])
+
+    journal = RedisJournal(own_redis_server.url, name="rewards")
+    await journal.open()
+    admin = redis.asyncio.Redis.from_url(own_redis_server.url)
+    used = (await admin.info("memory"))["used_memory"]
+    await admin.config_set("maxmemory", used + 100_000)
+    try:
+        with pytest.raises(ta.JournalError, match="maxmemory"):
+            await fill()
+    finally:
+        await admin.config_set("maxmemory", 0)
+        await admin.aclose()
+    (fresh,) = await admit_new(journal, [item("after@example.com")])
+    assert fresh > 0
+    await journal.aclose()

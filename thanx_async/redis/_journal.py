@@ -2,13 +2,10 @@
 
 The SQLite :class:`~thanx_async.Journal` is the reference for every rule; this
 backend keeps them fleet-wide (DESIGN.md, "Shared ledger"). The data and the
-scripts are described in :mod:`._journal_lua`; this module is the process's
-side: group commit, the lease's heartbeat, adoption and watching.
-
-Group commit: every operation asked during one loop turn goes to Redis in one
-pipeline (one round trip); each is one atomic script and succeeds or fails
-alone. A future resolves once Redis acknowledged its script, which is then as
-durable as Redis's ``appendfsync`` makes it.
+scripts are described in :mod:`._journal_lua`; the process's side is here and
+in :mod:`._journal_group` (group commit: a loop turn's operations in one
+pipeline, each answered alone, once Redis acknowledged it), :mod:`._journal_lease`
+(heartbeat, adoption) and :mod:`._journal_watch` (watching any process's items).
 
 Ownership: the process holds a lease (expiry on Redis's clock) renewed every
 ``lease / 3`` seconds. Items it admitted and batches it sealed are its own.
@@ -41,27 +38,20 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
     raise ImportError("thanx_async.redis needs redis-py: pip install 'thanx-async[redis]'") from exc
 
 from thanx_async._errors import JournalError
-from thanx_async._journal_format import (
-    Existing,
-    Recorded,
-    Recovered,
-    RecoveredBatch,
-    RecoveredItem,
-    SealRecord,
-)
-from thanx_async._journal_protocol import AdmitItem, LeaseLostError
-from thanx_async.redis import _journal_lua as lua
+from thanx_async._journal_format import Existing, Recorded, Recovered, SealRecord
+from thanx_async._journal_protocol import AdmitItem
+from thanx_async.redis import _journal_group as group
 from thanx_async.redis._journal_codec import (
     Answer,
     admit_args,
     answers,
     key_prefix,
     partition_arg,
-    recovered_batch,
-    recovered_item,
     text,
 )
-from thanx_async.redis._journal_link import Arg, Link, Script
+from thanx_async.redis._journal_group import GroupCommit
+from thanx_async.redis._journal_lease import Lease
+from thanx_async.redis._journal_link import SCRIPTS, Arg, Link
 from thanx_async.redis._journal_watch import Watchers
 
 __all__ = ["RedisJournal"]
@@ -70,31 +60,14 @@ logger = logging.getLogger("thanx_async.journal")
 
 T = TypeVar("T")
 
-_SCRIPTS = {name: Script(name, getattr(lua, name)) for name in lua.__all__}
 #: The socket timeouts of a connection the journal opens itself.
 _SOCKET_TIMEOUT = 5.0
 #: Item ids per CHECK script call (watching thousands stays a few short scripts).
 _CHECK_SLICE = 1000
-#: How long Redis keeps a reply (ms) for a retry; a claim's for the next adopt().
-_KEEP_REPLY, _KEEP_CLAIM = 60_000, 3_600_000
+#: How long Redis keeps a reply (ms) for a retry of its call (at least).
+_KEEP_REPLY = 60_000
 _NAME = re.compile(r"[^\s{}]{1,200}")
 _INSTANCE = re.compile(r"[^\s{}#]{1,200}")
-
-
-class _Op:
-    __slots__ = ("args", "decode", "future", "script")
-
-    def __init__(
-        self,
-        script: Script,
-        args: list[Arg],
-        decode: Callable[[Any], Any],
-        future: asyncio.Future[Any],
-    ) -> None:
-        self.script = script
-        self.args = args
-        self.decode = decode
-        self.future = future
 
 
 class RedisJournal:
@@ -173,13 +146,13 @@ class RedisJournal:
         self._watchers = Watchers(
             self._check, lambda: self._connection().pubsub(), prefix + "events", name
         )
+        self._group = GroupCommit(self._link, name)
+        self._lease = Lease(
+            self._link, self._head, self._opid, self._watchers, lease=lease, name=name
+        )
         #: This process among the fleet (``instance#generation`` with an instance).
         self.token = secrets.token_hex(8)
         self._seq = itertools.count(1)
-        self._ops: list[_Op] = []
-        self._writer: asyncio.Task[None] | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._unclaimed: list[str] = []  # claims whose reply never arrived
         # A reply is kept (ms) longer than any retry of its call can last.
         self._keep = max(_KEEP_REPLY, round(3_000 * unreachable_timeout))
 
@@ -219,7 +192,7 @@ class RedisJournal:
         if self._state != "new":
             raise RuntimeError(f"{self!r} was opened already")
         try:
-            await self._link.load(list(_SCRIPTS.values()))
+            await self._link.load(list(SCRIPTS.values()))
             self._watchers.start()
             try:
                 async with asyncio.timeout(self._link.timeout):
@@ -227,13 +200,11 @@ class RedisJournal:
             except TimeoutError:
                 raise self._link.error("could not subscribe to its channel") from None
             args = [*self._head(), self.instance or ""]
-            token, previous = await self._one(_SCRIPTS["REGISTER"], args)
+            token, previous = await self._link.one(SCRIPTS["REGISTER"], args)
             self.token = text(token)
             self._state = "open"
-            self._heartbeat = asyncio.get_running_loop().create_task(
-                self._beat(), name=f"thanx_async journal {self.name} heartbeat"
-            )
-            return await self._adopt(text(previous))
+            self._lease.start()
+            return await self._lease.adopt(text(previous))
         except BaseException:
             await self._shutdown(release=self._state == "open")
             raise
@@ -245,55 +216,21 @@ class RedisJournal:
         but unresolved) can be adopted at once; with none, this process leaves
         no trace. A client passed in stays open.
         """
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
+        await self._group.drain()
         await self._shutdown(release=self._state == "open")
 
     async def _shutdown(self, *, release: bool) -> None:
         self._state = "closed"
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-            self._heartbeat = None
+        await self._lease.stop()
         await self._watchers.close(self._link.error("closed while the item was watched"))
         if release:
             try:
-                await self._one(_SCRIPTS["RELEASE"], self._head())
+                await self._link.one(SCRIPTS["RELEASE"], self._head())
             except JournalError as exc:
                 logger.warning("%s; its work is adopted once its lease expires", exc)
         if self._url is not None and self._redis is not None:
             own, self._redis = self._redis, None
             await own.aclose()
-
-    async def _beat(self) -> None:
-        """Renew the lease every lease/3 seconds, for as long as the journal is open."""
-        failing = False
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            try:
-                held = await self._one(_SCRIPTS["RENEW"], self._head(), timeout=self.lease / 3)
-            except JournalError as exc:
-                if not failing:
-                    logger.warning(
-                        "%s; this process's work is adopted by another if it lasts %gs",
-                        exc, self.lease,
-                    )  # fmt: skip
-                failing = True
-                continue
-            except Exception:  # a background task never dies silently
-                logger.exception("journal %r: renewing the lease failed", self.name)
-                continue
-            if failing:
-                logger.info("journal %r: Redis answers again", self.name)
-                self._watchers.recheck()
-            failing = False
-            if int(held) == 0:
-                logger.warning(
-                    "journal %r: this process's lease had expired and its work was adopted by"
-                    " another process; it goes on with new work only",
-                    self.name,
-                )
-            self._watchers.retry()
 
     # -- adoption ----------------------------------------------------------------
 
@@ -310,44 +247,7 @@ class RedisJournal:
                 is returned by the next call.
         """
         self._check_open()
-        return await self._adopt("")
-
-    async def _adopt(self, previous: str) -> Recovered:
-        unsealed: list[RecoveredItem] = []
-        batches: list[RecoveredBatch] = []
-        forced = previous
-        while True:
-            opid = self._unclaimed.pop(0) if self._unclaimed else self._opid()
-            try:
-                claim = [*self._head(opid, _KEEP_CLAIM), forced]
-                claimed = text(await self._one(_SCRIPTS["CLAIM"], claim))
-                if not claimed:
-                    break
-                victim, items, bids = claimed.split(" ")
-                item_ids = [int(i) for i in items.split(",") if i]
-                batch_ids = [int(b) for b in bids.split(",") if b]
-                found_items, found_batches = await self._read(item_ids, batch_ids)
-            except JournalError:
-                self._unclaimed.append(opid)  # its reply is kept in Redis for an hour
-                raise
-            forced = ""
-            unsealed += found_items
-            batches += found_batches
-            if item_ids or batch_ids:
-                logger.info(
-                    "journal %r: adopted the work of %s: %d unsealed identifiers, %d batches",
-                    self.name, victim, len(found_items), len(found_batches),
-                )  # fmt: skip
-        unsealed.sort(key=lambda item: item.row_id)
-        batches.sort(key=lambda batch: batch.batch_id)
-        return Recovered(unsealed, batches, [])
-
-    async def _read(
-        self, item_ids: list[int], batch_ids: list[int]
-    ) -> tuple[list[RecoveredItem], list[RecoveredBatch]]:
-        args = [*self._head(), str(len(item_ids)), *map(str, item_ids), *map(str, batch_ids)]
-        items, batches = await self._one(_SCRIPTS["READ"], args)
-        return [recovered_item(i) for i in items], [recovered_batch(b) for b in batches]
+        return await self._lease.adopt()
 
     # -- watching ---------------------------------------------------------------
 
@@ -364,7 +264,7 @@ class RedisJournal:
 
     async def _check(self, ids: list[int]) -> list[Answer]:
         calls = [
-            (_SCRIPTS["CHECK"], [*self._head(), *map(str, ids[i : i + _CHECK_SLICE])])
+            (SCRIPTS["CHECK"], [*self._head(), *map(str, ids[i : i + _CHECK_SLICE])])
             for i in range(0, len(ids), _CHECK_SLICE)
         ]
         out: list[Answer] = []
@@ -390,7 +290,7 @@ class RedisJournal:
         except (TypeError, ValueError) as exc:
             return self._failed(self._link.error(f"cannot record an item: {exc}"))
         window = str(round(self.dedupe_window * 1000))
-        return self._submit("ADMIT", [window, *args], _admitted, replayable=True)
+        return self._submit("ADMIT", [window, *args], group.admitted, replayable=True)
 
     def seal(
         self, partition: tuple[str, str, str], key: str, body: bytes, item_ids: Sequence[int]
@@ -405,7 +305,7 @@ class RedisJournal:
             args: list[Arg] = [partition_arg(partition), key, body, *_ids(item_ids)]
         except (TypeError, ValueError) as exc:
             return self._failed(self._link.error(f"cannot record a batch: {exc}"))
-        return self._submit("SEAL", args, _sealed, replayable=True)
+        return self._submit("SEAL", args, group.sealed, replayable=True)
 
     def split(
         self,
@@ -428,14 +328,14 @@ class RedisJournal:
                 args += [key, body, str(len(members)), *members]
         except (TypeError, ValueError) as exc:
             return self._failed(self._link.error(f"cannot record a split: {exc}"))
-        return self._submit("SPLIT", args, _split, replayable=True)
+        return self._submit("SPLIT", args, group.split, replayable=True)
 
     def accepted(self, batch_id: int, job_id: str) -> asyncio.Future[None]:
         """Record the job a batch was accepted as (harmless from any process: same key, same job).
 
         A batch that finished or no longer exists is left alone.
         """
-        return self._submit("ACCEPTED", [str(int(batch_id)), str(job_id)], _nothing)
+        return self._submit("ACCEPTED", [str(int(batch_id)), str(job_id)], group.nothing)
 
     def finished(self, batch_id: int, job_json: bytes) -> asyncio.Future[None]:
         """Record a batch's final job; its items answer resubmissions for the dedupe window.
@@ -445,7 +345,7 @@ class RedisJournal:
         stands (a second one, from an adopter following the same job, is ignored).
         """
         window = str(round(self.dedupe_window * 1000))
-        return self._submit("FINISHED", [str(int(batch_id)), job_json, window], _nothing)
+        return self._submit("FINISHED", [str(int(batch_id)), job_json, window], group.nothing)
 
     def forget(
         self, item_ids: Iterable[int], *, batch_id: int | None = None
@@ -456,7 +356,7 @@ class RedisJournal:
         meanwhile are left to it.
         """
         args = ["" if batch_id is None else str(int(batch_id)), *_ids(item_ids)]
-        return self._submit("FORGET", args, _nothing)
+        return self._submit("FORGET", args, group.nothing)
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -477,88 +377,9 @@ class RedisJournal:
         replayable: bool = False,
     ) -> asyncio.Future[T]:
         self._check_open()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
         head = self._head(self._opid() if replayable else "")
-        self._ops.append(_Op(_SCRIPTS[script], [*head, *args], decode, future))
-        if self._writer is None:
-            self._writer = loop.create_task(
-                self._write(), name=f"thanx_async journal {self.name} writer"
-            )
-        return future
-
-    async def _write(self) -> None:
-        try:
-            while self._ops:
-                # Let the rest of this loop turn queue its operations first.
-                await asyncio.sleep(0)
-                ops, self._ops = self._ops, []
-                try:
-                    replies = await self._link.call([(op.script, op.args) for op in ops])
-                except Exception as exc:  # noqa: BLE001 - the whole group failed: tell every waiter
-                    error = exc if isinstance(exc, JournalError) else self._link.error(repr(exc))
-                    for op in ops:
-                        if not op.future.done():
-                            op.future.set_exception(error)
-                    continue
-                for op, reply in zip(ops, replies, strict=True):
-                    if not op.future.done():
-                        _settle(op, reply, self._link)
-        finally:
-            self._writer = None
-
-    async def _one(self, script: Script, args: list[Arg], *, timeout: float | None = None) -> Any:
-        (reply,) = await self._link.call([(script, args)], timeout=timeout)
-        if isinstance(reply, Exception):
-            raise self._link.error(f"{script.name.lower()} failed ({reply})")
-        return reply
-
-
-def _settle(op: _Op, reply: Any, link: Link) -> None:
-    if isinstance(reply, Exception):
-        logger.warning("journal: one write failed alone: %s", reply)
-        op.future.set_exception(link.error(f"{op.script.name.lower()} failed ({reply})"))
-        return
-    try:
-        result = op.decode(reply)
-    except LeaseLostError as exc:
-        op.future.set_exception(exc)
-    except Exception as exc:  # noqa: BLE001 - an odd reply fails its operation, not the group
-        op.future.set_exception(link.error(f"unreadable reply to {op.script.name.lower()}: {exc}"))
-    else:
-        op.future.set_result(result)
+        return self._group.submit(SCRIPTS[script], [*head, *args], decode)
 
 
 def _ids(ids: Iterable[int]) -> list[str]:
     return [str(int(i)) for i in ids]
-
-
-def _admitted(reply: Any) -> list[int | Recorded | Existing]:
-    out: list[int | Recorded | Existing] = []
-    for answer in answers(reply):
-        if not isinstance(answer, int | Recorded | Existing):
-            raise JournalError("a recorded result expired while it was read; submit again")
-        out.append(answer)
-    return out
-
-
-def _lost(encoded: str) -> LeaseLostError:
-    return LeaseLostError([int(i) for i in encoded.split(",") if i])
-
-
-def _sealed(reply: Any) -> int:
-    encoded = text(reply)
-    if encoded[0] == "l":
-        raise _lost(encoded[1:])
-    return int(encoded[1:])
-
-
-def _split(reply: Any) -> list[int]:
-    encoded = text(reply)
-    if encoded[0] == "l":
-        raise _lost(encoded[1:])
-    return [int(b) for b in encoded[1:].split(",") if b]
-
-
-def _nothing(reply: Any) -> None:
-    return None

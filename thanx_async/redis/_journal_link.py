@@ -20,9 +20,10 @@ import redis.asyncio
 import redis.exceptions
 
 from thanx_async._errors import JournalError
+from thanx_async.redis import _journal_lua_lease, _journal_lua_work
 from thanx_async.redis._errands import TRANSIENT, backoff
 
-__all__ = ["Link", "Script"]
+__all__ = ["SCRIPTS", "Arg", "Link", "Script"]
 
 logger = logging.getLogger("thanx_async.journal")
 
@@ -112,6 +113,15 @@ class Link:
                 raise self.error(f"{type(exc).__name__}: {exc}") from exc
         return replies
 
+    async def one(
+        self, script: Script, args: Sequence[Arg], *, timeout: float | None = None
+    ) -> Any:
+        """The reply of one call (see :meth:`call`); a refusal raises JournalError."""
+        (reply,) = await self.call([(script, args)], timeout=timeout)
+        if isinstance(reply, Exception):
+            raise self.error(f"{script.name.lower()} failed ({reply})")
+        return reply
+
     async def load(self, scripts: Sequence[Script]) -> None:
         """Load scripts ahead of their first use (bounded like a call)."""
         loop = asyncio.get_running_loop()
@@ -152,3 +162,11 @@ def _noscript(reply: Any) -> bool:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+#: Every script of the journal, by name.
+SCRIPTS = {
+    name: Script(name, getattr(module, name))
+    for module in (_journal_lua_work, _journal_lua_lease)
+    for name in module.__all__
+}

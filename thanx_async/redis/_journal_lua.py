@@ -39,8 +39,8 @@ gets ``P`` as its first argument to build the others.
     kept for a while (a minute or more; a claim an hour), so a retry after a
     lost reply gets the same answer instead of running twice.
 ``P..'events'``
-    pub/sub channel: ``f <bid> <id,id,...>`` when a batch finished (its items
-    in position order), ``x <id,id,...>`` when items were forgotten.
+    pub/sub channel: ``f <bid> <ids>`` when a batch finished (its items),
+    ``x <ids>`` when items were forgotten; ``<ids>`` as runs, ``5-9,12``.
 
 Ownership: an unsealed item is its owner's while in the owner's ``u`` hash; a
 batch (and its items) is the owner's named by its ``o``. Adoption moves the
@@ -51,31 +51,22 @@ Finished work expires: ``finished`` sets an expiry of ``dedupe_window`` on the
 batch, its items and their key index entries, and drops what only unfinished
 work needs (body, item list, the items' digests). Unfinished work never expires.
 
+This module holds the key layout and what every script starts with;
+:mod:`._journal_lua_work` has the scripts of the work itself,
+:mod:`._journal_lua_lease` those of leases and adoption.
+
 Times come from Redis's ``TIME`` (ms), so the hosts' clocks never matter.
 Numbers go back to Redis through ``fmt`` (Lua's own conversion keeps 14 digits).
 """
 
 from __future__ import annotations
 
-__all__ = [
-    "ACCEPTED",
-    "ADMIT",
-    "CHECK",
-    "CLAIM",
-    "FINISHED",
-    "FORGET",
-    "READ",
-    "REGISTER",
-    "RELEASE",
-    "RENEW",
-    "SEAL",
-    "SPLIT",
-]
+__all__ = ["PROLOGUE"]
 
 #: ARGV[1] prefix, ARGV[2] this process's token, ARGV[3] operation id ('' for
 #: none), ARGV[4] lease (ms), ARGV[5] how long to keep its reply (ms); KEYS[1]
-#: the leases. Every script starts with it; "ARGV[6]" below is its first own.
-_PROLOGUE = """
+#: the leases. Every script starts with it; its own arguments start at ARGV[6].
+PROLOGUE = """
 local P, me, opid, lease, keep = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local LEASES, MINE = KEYS[1], P .. 'u:' .. ARGV[2]
 local clock = redis.call('TIME')
@@ -158,6 +149,28 @@ local function members_of(bid)
   return out
 end
 
+-- Ids as runs for a message: '5-9,12' (a batch's items are mostly consecutive).
+local function runs(ids)
+  local out, first, last = {}, false, false
+  local function flush()
+    if not first then return end
+    local run = fmt(first)
+    if last ~= first then run = run .. '-' .. fmt(last) end
+    out[#out + 1] = run
+  end
+  for _, id in ipairs(ids) do
+    local n = tonumber(id)
+    if last and n == last + 1 then
+      last = n
+    else
+      flush()
+      first, last = n, n
+    end
+  end
+  flush()
+  return table.concat(out, ',')
+end
+
 -- Answers ('n<id>' new, 'e<id>' existing, 'w' waiting, 'x' gone, 'r<bid>:<pos>'
 -- recorded) followed by (bid, final job JSON, size) of each batch they name.
 local function with_batches(answers)
@@ -174,315 +187,3 @@ local function with_batches(answers)
   return out
 end
 """
-
-#: ARGV[6] dedupe window (ms), then per item: digest, identity.
-#: Per item: its new id, 'e' an unfinished item of the key (anyone's), 'r' its
-#: recorded result. Atomic: one key is one item fleet-wide.
-ADMIT = (
-    _PROLOGUE
-    + """
-local answers = replay()
-if not answers then
-  alive()
-  local window = tonumber(ARGV[6])
-  local out, fresh = {}, {}
-  for i = 7, #ARGV, 2 do
-    local digest = ARGV[i]
-    local kkey = P .. 'k:' .. digest
-    local id = redis.call('GET', kkey)
-    local answer = false
-    if id then
-      local item = redis.call('HMGET', P .. 'i:' .. id, 'b', 'p')
-      if not item[1] then
-        if redis.call('EXISTS', P .. 'i:' .. id) == 1 then answer = 'e' .. id end
-      else
-        local b = redis.call('HMGET', P .. 'b:' .. item[1], 's', 'f')
-        if b[1] == 'done' then
-          if tonumber(b[2]) >= now - window then answer = 'r' .. item[1] .. ':' .. item[2] end
-        elseif b[1] then
-          answer = 'e' .. id
-        end
-      end
-      -- Otherwise its result left the window (or expired): the key is issued anew.
-    end
-    if not answer then
-      local new = next_id(P .. 'ids')
-      redis.call('HSET', P .. 'i:' .. new, 'k', digest)
-      redis.call('SET', kkey, new)
-      fresh[#fresh + 1] = new
-      fresh[#fresh + 1] = ARGV[i + 1]
-      answer = 'n' .. new
-    end
-    out[#out + 1] = answer
-  end
-  for i = 1, #fresh, 1000 do
-    redis.call('HSET', MINE, unpack(fresh, i, math.min(i + 999, #fresh)))
-  end
-  answers = remember(table.concat(out, ','))
-end
-return with_batches(answers)
-"""
-)
-
-#: ARGV[6] partition, ARGV[7] idempotency key, ARGV[8] body, then the item ids in order.
-#: 'b<bid>', or 'l<id,...>': those items are no longer this process's (nothing written).
-SEAL = (
-    _PROLOGUE
-    + """
-local cached = replay()
-if cached then return cached end
-alive()
-local members, lost, ids = {}, {}, {}
-for i = 9, #ARGV do
-  local identity = redis.call('HGET', MINE, ARGV[i])
-  if identity then
-    members[#members + 1] = {ARGV[i], identity}
-  else
-    lost[#lost + 1] = ARGV[i]
-  end
-  ids[#ids + 1] = ARGV[i]
-end
-if #lost > 0 then return remember('l' .. table.concat(lost, ',')) end
-local bid = new_batch(ARGV[6], ARGV[7], ARGV[8], members)
-each('HDEL', MINE, ids)
-return remember('b' .. bid)
-"""
-)
-
-#: ARGV[6] the refused batch, ARGV[7] partition, ARGV[8] number of dropped items,
-#: the dropped ids, then per part: key, body, count, its item ids.
-#: 'b<bid,...>', or 'l<id,...>' (the batch is no longer this process's: nothing written).
-SPLIT = (
-    _PROLOGUE
-    + """
-local cached = replay()
-if cached then return cached end
-alive()
-local old, partition, ndropped = ARGV[6], ARGV[7], tonumber(ARGV[8])
-if redis.call('HGET', P .. 'b:' .. old, 'o') ~= me then
-  local ids = {}
-  for i = 9, 8 + ndropped do ids[#ids + 1] = ARGV[i] end
-  local i = 9 + ndropped
-  while i <= #ARGV do
-    local count = tonumber(ARGV[i + 2])
-    for j = i + 3, i + 2 + count do ids[#ids + 1] = ARGV[j] end
-    i = i + 3 + count
-  end
-  return remember('l' .. table.concat(ids, ','))
-end
-local identity = {}
-for _, member in ipairs(members_of(old)) do identity[member[1]] = member[2] end
-local gone = {}
-for i = 9, 8 + ndropped do
-  if drop_item(ARGV[i]) then gone[#gone + 1] = ARGV[i] end
-end
-redis.call('DEL', P .. 'b:' .. old, P .. 'bi:' .. old)
-redis.call('SREM', P .. 'ob:' .. me, old)
-local bids = {}
-local i = 9 + ndropped
-while i <= #ARGV do
-  local count = tonumber(ARGV[i + 2])
-  local members = {}
-  for j = i + 3, i + 2 + count do
-    members[#members + 1] = {ARGV[j], identity[ARGV[j]] or 'null'}
-  end
-  bids[#bids + 1] = new_batch(partition, ARGV[i], ARGV[i + 1], members)
-  i = i + 3 + count
-end
-if #gone > 0 then redis.call('PUBLISH', P .. 'events', 'x ' .. table.concat(gone, ',')) end
-return remember('b' .. table.concat(bids, ','))
-"""
-)
-
-#: ARGV[6] batch, ARGV[7] job id. Idempotent; harmless from any process (the
-#: same key is the same job). A finished or vanished batch is left alone.
-ACCEPTED = (
-    _PROLOGUE
-    + """
-local bkey = P .. 'b:' .. ARGV[6]
-local state = redis.call('HGET', bkey, 's')
-if state and state ~= 'done' then redis.call('HSET', bkey, 's', 'accepted', 'j', ARGV[7]) end
-return 1
-"""
-)
-
-#: ARGV[6] batch, ARGV[7] final job JSON, ARGV[8] dedupe window (ms). Idempotent:
-#: the first record of a batch's end stands (every process follows the same job).
-FINISHED = (
-    _PROLOGUE
-    + """
-local bid, window = ARGV[6], ARGV[8]
-local bkey = P .. 'b:' .. bid
-local b = redis.call('HMGET', bkey, 's', 'o')
-if not b[1] or b[1] == 'done' then return 0 end
-redis.call('HSET', bkey, 's', 'done', 'r', ARGV[7], 'f', fmt(now))
-redis.call('HDEL', bkey, 'body')
-redis.call('PEXPIRE', bkey, window)
-redis.call('SREM', P .. 'ob:' .. b[2], bid)
-local ids = {}
-for _, member in ipairs(members_of(bid)) do
-  local id = member[1]
-  local ikey = P .. 'i:' .. id
-  local digest = redis.call('HGET', ikey, 'k')
-  if digest then
-    redis.call('HDEL', ikey, 'k')
-    redis.call('PEXPIRE', ikey, window)
-    local kkey = P .. 'k:' .. digest
-    if redis.call('GET', kkey) == id then redis.call('PEXPIRE', kkey, window) end
-  end
-  ids[#ids + 1] = id
-end
-redis.call('DEL', P .. 'bi:' .. bid)
-redis.call('PUBLISH', P .. 'events', 'f ' .. bid .. ' ' .. table.concat(ids, ','))
-return 1
-"""
-)
-
-#: ARGV[6] batch ('' for none), then item ids. Drops the items this process
-#: owns (unsealed, or in a batch it owns) and the batch if it owns it; the
-#: rest belongs to an adopter and is left alone. Returns how many were dropped.
-FORGET = (
-    _PROLOGUE
-    + """
-local gone = {}
-for i = 7, #ARGV do
-  if mine(ARGV[i]) and drop_item(ARGV[i]) then gone[#gone + 1] = ARGV[i] end
-end
-local bid = ARGV[6]
-if bid ~= '' and redis.call('HGET', P .. 'b:' .. bid, 'o') == me then
-  redis.call('DEL', P .. 'b:' .. bid, P .. 'bi:' .. bid)
-  redis.call('SREM', P .. 'ob:' .. me, bid)
-end
-if #gone > 0 then redis.call('PUBLISH', P .. 'events', 'x ' .. table.concat(gone, ',')) end
-return #gone
-"""
-)
-
-#: The item ids: per item 'x' gone, 'w' unfinished, or its recorded result.
-CHECK = (
-    _PROLOGUE
-    + """
-local out = {}
-for i = 6, #ARGV do
-  local ikey = P .. 'i:' .. ARGV[i]
-  local item = redis.call('HMGET', ikey, 'b', 'p')
-  local answer = 'x'
-  if item[1] and redis.call('HGET', P .. 'b:' .. item[1], 's') == 'done' then
-    answer = 'r' .. item[1] .. ':' .. item[2]
-  elseif redis.call('EXISTS', ikey) == 1 then
-    answer = 'w'
-  end
-  out[#out + 1] = answer
-end
-return with_batches(table.concat(out, ','))
-"""
-)
-
-#: ARGV[6] stable instance name ('' for none: ARGV[2] is the token). Takes a
-#: lease; returns {token, the previous incarnation's token or ''}.
-REGISTER = (
-    _PROLOGUE
-    + """
-local instance, token, previous = ARGV[6], me, ''
-if instance ~= '' then
-  local gen = redis.call('HINCRBY', P .. 'gens', instance, 1)
-  token = instance .. '#' .. fmt(gen)
-  if gen > 1 then previous = instance .. '#' .. fmt(gen - 1) end
-end
-redis.call('ZADD', LEASES, fmt(now + lease), token)
-return {token, previous}
-"""
-)
-
-#: Heartbeat. Returns 1 if the lease was held, 0 if it had been lost (adopted:
-#: the process starts afresh).
-RENEW = (
-    _PROLOGUE
-    + """
-local held = redis.call('ZSCORE', LEASES, me)
-alive()
-if held then return 1 end
-return 0
-"""
-)
-
-#: A clean close: an owner with no work leaves; one with work lets it be adopted at once.
-RELEASE = (
-    _PROLOGUE
-    + """
-if redis.call('EXISTS', MINE, P .. 'ob:' .. me) == 0 then
-  redis.call('ZREM', LEASES, me)
-else
-  redis.call('ZADD', LEASES, 0, me)
-end
-return 1
-"""
-)
-
-#: ARGV[6] a token to take over even if its lease runs ('' for none: this
-#: instance's previous incarnation). Takes over the work of one owner whose
-#: lease expired (or the one named): removes its lease and moves its unsealed
-#: items and unfinished batches to this process. Atomic, so exactly one
-#: adopter gets each owner's work. '' if nobody was due, else
-#: '<token> <item ids,...> <batch ids,...>'.
-CLAIM = (
-    _PROLOGUE
-    + """
-local cached = replay()
-if cached then return cached end
-alive()
-local victim = false
-local forced = ARGV[6]
-if forced ~= '' and forced ~= me and (redis.call('ZSCORE', LEASES, forced)
-    or redis.call('EXISTS', P .. 'u:' .. forced, P .. 'ob:' .. forced) > 0) then
-  victim = forced
-else
-  local due = redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. fmt(now), 'LIMIT', 0, 2)
-  for _, token in ipairs(due) do
-    if token ~= me then victim = token; break end
-  end
-end
-if not victim then return remember('') end
-redis.call('ZREM', LEASES, victim)
-local ukey, bkey = P .. 'u:' .. victim, P .. 'ob:' .. victim
-local pairs_ = redis.call('HGETALL', ukey)
-local items = {}
-for i = 1, #pairs_, 2 do items[#items + 1] = pairs_[i] end
-for i = 1, #pairs_, 1000 do
-  redis.call('HSET', MINE, unpack(pairs_, i, math.min(i + 999, #pairs_)))
-end
-local batches = redis.call('SMEMBERS', bkey)
-for _, bid in ipairs(batches) do redis.call('HSET', P .. 'b:' .. bid, 'o', me) end
-each('SADD', P .. 'ob:' .. me, batches)
-redis.call('DEL', ukey, bkey)
-return remember(victim .. ' ' .. table.concat(items, ',') .. ' ' .. table.concat(batches, ','))
-"""
-)
-
-#: ARGV[6] number of items, the item ids, then batch ids. What recovery needs:
-#: per unsealed item of this process {id, identity} (others left out), per
-#: unfinished batch {id, partition, key, body, job id or '', {{id, identity}...}}
-#: with only the items still there.
-READ = (
-    _PROLOGUE
-    + """
-local nitems = tonumber(ARGV[6])
-local items, batches = {}, {}
-for i = 7, 6 + nitems do
-  local identity = redis.call('HGET', MINE, ARGV[i])
-  if identity then items[#items + 1] = {ARGV[i], identity} end
-end
-for i = 7 + nitems, #ARGV do
-  local bid = ARGV[i]
-  local b = redis.call('HMGET', P .. 'b:' .. bid, 'm', 'k', 'body', 'j', 's')
-  if b[1] and b[5] ~= 'done' then
-    local members = {}
-    for _, member in ipairs(members_of(bid)) do
-      if redis.call('EXISTS', P .. 'i:' .. member[1]) == 1 then members[#members + 1] = member end
-    end
-    batches[#batches + 1] = {bid, b[1], b[2], b[3], b[4] or '', members}
-  end
-end
-return {items, batches}
-"""
-)

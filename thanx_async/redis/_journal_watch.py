@@ -209,6 +209,15 @@ class Watchers:
             for item_id in self._watched(rest):
                 self._resolve(item_id, None)
 
-    def _watched(self, ids: str) -> list[int]:
+    def _watched(self, runs: str) -> list[int]:
+        """The watched ids among ``runs`` (``'5-9,12'``)."""
         futures = self._futures
-        return [item_id for item_id in map(int, filter(None, ids.split(","))) if item_id in futures]
+        found: list[int] = []
+        for run in filter(None, runs.split(",")):
+            first, _, last = run.partition("-")
+            low, high = int(first), int(last or first)
+            if high - low < len(futures):
+                found += (i for i in range(low, high + 1) if i in futures)
+            else:  # a long run and few watchers: look at the watchers instead
+                found += (i for i in futures if low <= i <= high)
+        return found
