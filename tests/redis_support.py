@@ -1,7 +1,8 @@
 """Real redis-server processes for the tests that need Redis (never a mock of it).
 
 Tests start their own ``redis-server`` on a free 127.0.0.1 port, without
-persistence. Where redis-server is not installed those tests skip, unless
+persistence unless they ask for it (``extra_args``, e.g. :data:`AOF_ALWAYS`).
+Where redis-server is not installed those tests skip, unless
 ``THANX_REQUIRE_REDIS=1`` (set by CI), which turns its absence into a failure.
 
 Fixtures built on this live in ``tests/conftest.py``: ``redis_server`` (one
@@ -17,11 +18,16 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-__all__ = ["RedisServer", "free_port", "redis_server_binary"]
+__all__ = ["AOF_ALWAYS", "RedisServer", "free_port", "redis_server_binary"]
+
+#: Persistence that loses nothing acknowledged: every write fsynced to the AOF
+#: before its reply (the files live in the server's directory, so a restart reloads them).
+AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always")
 
 
 def free_port() -> int:
@@ -56,14 +62,20 @@ class RedisServer:
     """One ``redis-server`` process on a fixed port, which a test may stop and start again.
 
     Args:
-        directory: its working directory (nothing is persisted there).
+        directory: its working directory (nothing is persisted there, unless
+            ``extra_args`` turn persistence on).
         port: the port; a free one by default. A restart keeps it.
+        extra_args: more command-line options, after (so overriding) the
+            defaults, e.g. :data:`AOF_ALWAYS`.
     """
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self.binary = redis_server_binary()
         self.directory = directory
         self.port = port or free_port()
+        self.extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,6 +95,7 @@ class RedisServer:
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+            *self.extra_args,
         ]  # fmt: skip
         self._process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.directory
@@ -111,6 +124,6 @@ class RedisServer:
             process.wait(10)
 
     def restart(self) -> None:
-        """Stop and start again on the same port, empty."""
+        """Stop and start again on the same port (empty, unless persistent)."""
         self.stop()
         self.start()
