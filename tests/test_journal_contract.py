@@ -270,11 +270,8 @@ async def test_split_replaces_a_batch_by_its_parts_minus_the_dropped(store: Stor
     assert recovered.batches[0].batch_id == parts[0]
 
 
-async def test_ids_are_never_given_twice(request: pytest.FixtureRequest, store: Store) -> None:
+async def test_ids_are_never_given_twice(store: Store) -> None:
     """Item and batch ids are unique within the journal, even those of deleted items and batches."""
-    if store.kind == "sqlite":
-        # Its INTEGER PRIMARY KEY reuses the highest id once that row is deleted.
-        request.applymarker(pytest.mark.xfail(reason="SQLite reuses a deleted row's id"))
     async with opened(store) as journal:
         ids = await admit_new(journal, [item("a@x.com"), item("b@x.com")])
         batch = await journal.seal(PART, "key-0", BODY, ids)

@@ -107,6 +107,8 @@ class Journal:
         self._writer: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self._next_id = 1
+        self._next_batch_id = 1
+        self._saved_ids = (1, 1)
         self.commits = 0
 
     def __repr__(self) -> str:
@@ -150,9 +152,12 @@ class Journal:
             self._check_schema(conn)
             conn.execute("COMMIT")
             recovered = self._recover(conn)
-            # Row ids are ours to give (we own the file), so a group insert knows them all.
-            top = conn.execute("SELECT coalesce(max(id), 0) FROM items").fetchone()[0]
-            self._next_id = int(top) + 1
+            # Row ids are ours to give (we own the file), so a group insert knows them all,
+            # and never twice: a counter in meta outlives the deletion of the highest row
+            # (which SQLite's own rowids would hand out again).
+            self._next_id = self._counter(conn, "next_item_id", "items")
+            self._next_batch_id = self._counter(conn, "next_batch_id", "batches")
+            self._saved_ids = (self._next_id, self._next_batch_id)
         except JournalError:
             conn.close()
             raise
@@ -166,6 +171,23 @@ class Journal:
             raise self._error("is corrupt or not a journal", exc) from None
         self._conn = conn
         return recovered
+
+    @staticmethod
+    def _counter(conn: sqlite3.Connection, key: str, table: str) -> int:
+        """The next id to give in ``table``: past both its saved counter and its highest row."""
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        saved = int(row[0]) if row is not None and str(row[0]).isdigit() else 1
+        top = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]  # noqa: S608
+        return max(saved, int(top) + 1)
+
+    def _save_counters(self, conn: sqlite3.Connection) -> None:
+        counters = (self._next_id, self._next_batch_id)
+        if counters != self._saved_ids:
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [("next_item_id", str(counters[0])), ("next_batch_id", str(counters[1]))],
+            )
+            self._saved_ids = counters
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -289,6 +311,7 @@ class Journal:
             if now - self._last_prune > 60.0:
                 self._last_prune = now
                 self._prune(conn, now)
+            self._save_counters(conn)
             conn.execute("COMMIT")
         except BaseException:
             # SQLite may have rolled back already (SQLITE_FULL does): rolling back
@@ -396,12 +419,13 @@ class Journal:
         self, conn: sqlite3.Connection, partition: tuple[str, str, str], batch: SealRecord
     ) -> int:
         key, body, item_ids = batch
-        cursor = conn.execute(
-            "INSERT INTO batches (merchant_id, campaign_id, variant_id, idem_key, body, size,"
-            " state, sealed_at) VALUES (?, ?, ?, ?, ?, ?, 'sealed', ?)",
-            (*partition, key, body, len(item_ids), self._clock()),
+        batch_id = self._next_batch_id
+        self._next_batch_id += 1
+        conn.execute(
+            "INSERT INTO batches (id, merchant_id, campaign_id, variant_id, idem_key, body, size,"
+            " state, sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'sealed', ?)",
+            (batch_id, *partition, key, body, len(item_ids), self._clock()),
         )
-        batch_id = int(cursor.lastrowid or 0)
         runs = _consecutive_runs(item_ids)
         if len(runs) * 8 <= len(item_ids):
             # Admitted together, sealed together: row ids mostly come in runs, and

@@ -320,7 +320,8 @@ class BatchRunner:
                 "batch %s refused identifier %d (%s); resending the other %d",
                 sealed.key, origin[index], exc.code, len(rest[0]),
             )  # fmt: skip
-            await self._resend(sealed, [rest], dropped=[entry])
+            if not await self._resend(sealed, [rest], dropped=[entry]):
+                return  # the batch was adopted by another process: it decides
         else:
             await self._forget(entries, sealed.batch_id)
         message = _OFFENDER.sub(
@@ -340,8 +341,13 @@ class BatchRunner:
         sealed: SealedBatch,
         parts: list[tuple[list[Entry], list[int]]],
         dropped: list[Entry],
-    ) -> None:
-        """Replace a refused batch by new batches of ``parts`` (journaled in one step)."""
+    ) -> bool:
+        """Replace a refused batch by new batches of ``parts`` (journaled in one step).
+
+        Returns False when a fleet journal refused: our lease expired and
+        another process adopted the batch; its entries then join that
+        process's work.
+        """
         batches = [
             SealedBatch(sealed.partition, part, origin=positions) for part, positions in parts
         ]
@@ -349,14 +355,19 @@ class BatchRunner:
             await freeze(batch, self._namespace)
         if self._journal is not None and sealed.batch_id is not None:
             records = [(b.key or "", b.body or b"", _row_ids(b.entries)) for b in batches]
-            ids = await self._journal.split(
-                sealed.batch_id, sealed.partition.ids, records, dropped=_row_ids(dropped)
-            )
+            try:
+                ids = await self._journal.split(
+                    sealed.batch_id, sealed.partition.ids, records, dropped=_row_ids(dropped)
+                )
+            except LeaseLostError as lost:
+                self._give_up_lost(sealed, lost)
+                return False
             for batch, batch_id in zip(batches, ids, strict=True):
                 batch.batch_id = batch_id
         for batch in batches:
             self._counters.sealed_batches += 1
             self._spawn(batch)
+        return True
 
     async def _resolve(self, sealed: SealedBatch, job: IssuanceJob) -> None:
         verdict = JobVerdict.of(job, len(sealed.entries))
