@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+import orjson
 import pytest
 
 import thanx_async as ta
@@ -518,3 +519,33 @@ async def test_a_raising_on_outcome_is_logged_not_lost(
         future.cancel()  # stops waiting after the seal: the outcome is nobody's
         assert (await b.issue(email(2))).issued
     assert "on_outcome raised" in caplog.text
+
+
+async def test_a_recorded_end_never_reported_is_reported_after_a_restart(
+    thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator, journal_path: Path
+) -> None:
+    """Dead after recording a job's end, before resolving anyone: the restart reports it, once."""
+    dead = Journal(journal_path)
+    await dead.open()
+    partition = (DEFAULT_MERCHANT_ID, DEFAULT_CAMPAIGN_ID, DEFAULT_VARIANT_ID)
+    ids = await dead.admit_many([(partition, "email", email(i), None) for i in range(3)])
+    batch = await dead.seal(partition, "key", b"{}", [i for i in ids if isinstance(i, int)])
+    await dead.accepted(batch, "job_1")
+    job = {
+        "id": "job_1", "state": "completed", "total_count": 3, "success_count": 2,
+        "failure_count": 1, "summary": {"success_count": 2, "failure_count": 1,
+        "failures": [{"identifier_index": 1, "error": "User not found"}]},
+    }  # fmt: skip
+    await dead.finished(batch, orjson.dumps(job))
+    await dead.aclose()  # ...and the process died before handing the outcomes on
+    seen: list[ta.IssuanceOutcome] = []
+    async with batcher_for(thanx_client, journal_path, on_outcome=seen.append):
+        pass
+    assert [(o.identifier.value, o.status.value) for o in seen] == [
+        (email(0), "issued"), (email(1), "failed"), (email(2), "issued"),
+    ]  # fmt: skip
+    again: list[ta.IssuanceOutcome] = []
+    async with batcher_for(thanx_client, journal_path, on_outcome=again.append):
+        pass
+    assert again == []  # reported once
+    assert issue_posts(thanx_emulator) == 0

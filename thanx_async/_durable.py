@@ -263,6 +263,9 @@ class Durable:
             self._enqueue(self._recovered_entry(item))
         for batch in recovered.batches:
             entries = [self._recovered_entry(item) for item in batch.items]
+            if batch.final is not None:
+                self._report(batch.batch_id, batch.final, entries)
+                continue
             self._counters.sealed_batches += 1
             self._spawn(
                 SealedBatch(
@@ -275,6 +278,18 @@ class Durable:
                 "journal %s: resuming %d unsealed identifiers and %d batches",
                 self.journal, len(recovered.unsealed), len(recovered.batches),
             )  # fmt: skip
+
+    def _report(self, batch_id: int, final: bytes, entries: list[Entry]) -> None:
+        """Hand on the outcomes of a batch whose end was recorded but never reported.
+
+        Its process died between recording the job's end and resolving its
+        callers: the outcomes come from the record (no request), to
+        ``on_outcome`` or to whoever joined since, and the batch is marked reported.
+        """
+        size = len(entries)
+        for position, entry in enumerate(entries):
+            self._answer_from_record(entry, Recorded(batch_id, final, position, size))
+        self.journal.reported(batch_id).add_done_callback(log_failed_write)
 
     def _recovered_entry(self, item: RecoveredItem) -> Entry:
         partition = self._partition(*item.partition)

@@ -42,6 +42,7 @@ from thanx_async._journal_format import (
     Recovered,
     RecoveredBatch,
     RecoveredItem,
+    UNREPORTED,
     SealRecord,
     dedupe_column,
     dedupe_value,
@@ -150,6 +151,7 @@ class Journal:
             # Take the exclusive lock now, so a second process fails here, not later.
             conn.execute("BEGIN IMMEDIATE")
             self._check_schema(conn)
+            conn.execute(UNREPORTED)
             conn.execute("COMMIT")
             recovered = self._recover(conn)
             # Row ids are ours to give (we own the file), so a group insert knows them all,
@@ -226,8 +228,9 @@ class Journal:
         ]
         batches = []
         for row in conn.execute(
-            "SELECT id, merchant_id, campaign_id, variant_id, idem_key, body, job_id FROM batches"
-            " WHERE state != 'done' ORDER BY id"
+            "SELECT id, merchant_id, campaign_id, variant_id, idem_key, body, job_id, job_json"
+            " FROM batches WHERE state != 'done'"
+            " OR id IN (SELECT batch_id FROM unreported) ORDER BY id"
         ).fetchall():
             items = [
                 item(r)
@@ -238,8 +241,14 @@ class Journal:
             ]
             batches.append(
                 RecoveredBatch(
-                    row[0], (row[1], row[2], row[3]), row[4], bytes(row[5]), row[6], items
-                )
+                    row[0],
+                    (row[1], row[2], row[3]),
+                    row[4],
+                    bytes(row[5]),
+                    row[6],
+                    items,
+                    final=None if row[7] is None else bytes(row[7]),
+                )  # fmt: skip
             )
         ratelog = [(r[0], r[1]) for r in conn.execute("SELECT start, finish FROM ratelog")]
         return Recovered(unsealed, batches, ratelog)
@@ -341,7 +350,9 @@ class Journal:
         old = [
             r[0]
             for r in conn.execute(
-                "SELECT id FROM batches WHERE state = 'done' AND finished_at < ?", (cutoff,)
+                "SELECT id FROM batches WHERE state = 'done' AND finished_at < ?"
+                " AND id NOT IN (SELECT batch_id FROM unreported)",
+                (cutoff,),
             )
         ]
         for batch_id in old:
@@ -490,6 +501,15 @@ class Journal:
                 "UPDATE batches SET state = 'done', job_json = ?, finished_at = ? WHERE id = ?",
                 (job_json, finished_at, batch_id),
             )
+            conn.execute("INSERT OR IGNORE INTO unreported (batch_id) VALUES (?)", (batch_id,))
+
+        return self._submit(op)
+
+    def reported(self, batch_id: int) -> asyncio.Future[None]:
+        """The batch's outcomes were handed on: a restart no longer reports them."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM unreported WHERE batch_id = ?", (batch_id,))
 
         return self._submit(op)
 
@@ -503,6 +523,7 @@ class Journal:
             conn.executemany("DELETE FROM items WHERE id = ?", ids)
             if batch_id is not None:
                 conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+                conn.execute("DELETE FROM unreported WHERE batch_id = ?", (batch_id,))
 
         return self._submit(op)
 

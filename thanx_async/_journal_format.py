@@ -15,6 +15,7 @@ import attrs
 __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
+    "UNREPORTED",
     "Existing",
     "Recorded",
     "Recovered",
@@ -65,6 +66,10 @@ CREATE INDEX IF NOT EXISTS items_batch ON items (batch_id, position);
 CREATE TABLE IF NOT EXISTS ratelog (start REAL NOT NULL, finish REAL);
 """
 
+#: Batches whose end is recorded but whose outcomes were not handed on yet. Added
+#: without a version change: an older file gains it at open (nothing to migrate).
+UNREPORTED = "CREATE TABLE IF NOT EXISTS unreported (batch_id INTEGER PRIMARY KEY)"
+
 
 def dedupe_column(dedupe_key: str | None) -> str:
     # NULL cannot take part in a UNIQUE constraint the way we need; encode None as ''.
@@ -105,7 +110,11 @@ class RecoveredItem:
 
 @attrs.frozen
 class RecoveredBatch:
-    """A sealed batch whose job had not finished when the last process stopped."""
+    """A sealed batch whose job had not finished when the last process stopped.
+
+    Or one whose end was recorded (``final``, the final job JSON) but whose
+    outcomes were never handed to anyone: it is resolved from the record.
+    """
 
     batch_id: int
     partition: tuple[str, str, str]
@@ -113,6 +122,7 @@ class RecoveredBatch:
     body: bytes
     job_id: str | None
     items: list[RecoveredItem]
+    final: bytes | None = None
 
 
 @attrs.frozen

@@ -122,6 +122,16 @@ class JournalBackend(Protocol):
         """Record a batch's final job: from now on its items answer resubmissions."""
         ...
 
+    def reported(self, batch_id: int) -> asyncio.Future[None]:
+        """The outcomes of a finished batch were handed to its callers or ``on_outcome``.
+
+        Until then a finished batch stays with its process: if it dies, the
+        next opener (or adopter) gets it back with ``RecoveredBatch.final`` and
+        reports its outcomes from the record. Idempotent; a no-op for a batch
+        that is not finished.
+        """
+        ...
+
     def forget(
         self, item_ids: Iterable[int], *, batch_id: int | None = None
     ) -> asyncio.Future[None]:

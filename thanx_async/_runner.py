@@ -211,6 +211,9 @@ class BatchRunner:
         else:
             self._telemetry.ended(sealed, state)
             await self._resolve(sealed, final)
+        if self._journal is not None and sealed.batch_id is not None:
+            # Handed on (to callers, or on_outcome): a restart need not report them again.
+            self._journal.reported(sealed.batch_id).add_done_callback(log_failed_write)
 
     async def _post(self, sealed: SealedBatch, body: bytes, key: str) -> IssuanceJob | None:
         """POST until accepted; None when the batch ended otherwise."""
