@@ -37,12 +37,12 @@ from thanx_async._errors import JournalError
 from thanx_async._journal_format import (
     SCHEMA,
     SCHEMA_VERSION,
+    UNREPORTED,
     Existing,
     Recorded,
     Recovered,
     RecoveredBatch,
     RecoveredItem,
-    UNREPORTED,
     SealRecord,
     dedupe_column,
     dedupe_value,
@@ -248,7 +248,7 @@ class Journal:
                     row[6],
                     items,
                     final=None if row[7] is None else bytes(row[7]),
-                )  # fmt: skip
+                )
             )
         ratelog = [(r[0], r[1]) for r in conn.execute("SELECT start, finish FROM ratelog")]
         return Recovered(unsealed, batches, ratelog)
