@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +32,7 @@ from tests.cli.support import (
     emulator_thread,
     wait_until,
 )
+from tests.redis_support import RedisServer
 
 EXAMPLES = ROOT / "examples"
 
@@ -192,35 +191,9 @@ def test_fastapi_app_under_uvicorn(emulator: EmulatorThread) -> None:
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
+def redis_url(own_redis_server: RedisServer) -> str:
     """A private redis-server on a free port (skip without one, unless CI requires it)."""
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("THANX_REQUIRE_REDIS") == "1":
-            pytest.fail("THANX_REQUIRE_REDIS=1 but redis-server is not on PATH")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url)
-        wait_until(lambda: _pings(client), 20, "redis-server")
-        client.close()
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
+    return own_redis_server.url
 
 
 def produce(url: str, people: list[str]) -> None:
@@ -230,6 +203,14 @@ def produce(url: str, people: list[str]) -> None:
             pipe.xadd("rewards", {"identifier": person})
         pipe.execute()
     client.close()
+
+
+def group_consumer(url: str) -> list[str]:
+    """A consumer of the group on the shared ledger, with short lease and claim times."""
+    return [
+        str(EXAMPLES / "redis_consumer.py"), "--redis", url, "--ledger", "test",
+        "--lease", "1", "--claim-idle", "1", "--idle-exit", "4",
+    ]  # fmt: skip
 
 
 def consumer(url: str, journal: Path) -> list[str]:
@@ -289,6 +270,34 @@ def test_redis_consumer_killed_and_restarted(redis_url: str, tmp_path: Path) -> 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     assert client.xpending("rewards", "thanx-rewards")["pending"] == 0
     client.close()
+
+
+@pytest.mark.slow
+def test_three_consumers_one_killed_mid_stream(redis_url: str) -> None:
+    """A group of 3 on the shared ledger, one SIGKILLed: everyone issued once, acked, reported."""
+    people = [f"guest{n}@example.com" for n in range(3000)]
+    produce(redis_url, people)
+    # Jobs take over a second: the victim dies before any of its jobs ended, so every
+    # outcome of its work must come from the survivors.
+    with emulator_thread(start_delay=1.0, speed=2000.0) as emulator:
+        env = emulator.env()
+        group = [start(group_consumer(redis_url), env) for _ in range(3)]
+        wait_until(lambda: accepted_issues(emulator) >= 1, 60, "an accepted batch")
+        group[0].send_signal(signal.SIGKILL)
+        group[0].communicate(timeout=30)
+        for survivor in group[1:]:
+            _, err = survivor.communicate(timeout=180)
+            assert survivor.returncode == 0, err
+        time.sleep(0.5)
+        issued = emulator.issued()
+    assert issued == {("email", p): 1 for p in people}
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert client.xpending("rewards", "thanx-rewards")["pending"] == 0
+    entries: list[tuple[str, dict[str, str]]] = client.xrange("rewards:outcomes")  # type: ignore[assignment]
+    reported = {fields["identifier"] for _, fields in entries}
+    client.close()
+    # What the dead consumer had acknowledged came back through on_outcome, from its adopter.
+    assert reported == set(people)
 
 
 def test_bulk_csv_script(emulator: EmulatorThread, tmp_path: Path) -> None:
