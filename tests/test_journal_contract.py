@@ -2,8 +2,8 @@
 
 Every operation's semantics at the API level, as the batcher relies on them:
 admission (new, Existing, Recorded), the dedupe window, seal positions and
-exact bytes, split, accepted, finished, forget, per-operation failures, what
-a new opener gets back, and a close that writes what is queued.
+exact bytes, split, accepted, finished, reported, forget, per-operation
+failures, what a new opener gets back, and a close that writes what is queued.
 
 Each test runs on the SQLite :class:`~thanx_async.Journal` (a fake clock for
 the window) and on :class:`~thanx_async.redis.RedisJournal` (a real
@@ -221,12 +221,13 @@ async def test_recovered_work_keeps_its_ids_and_keys(store: Store) -> None:
         assert await journal.admit_many([item("a@x.com")]) == [Existing(a)]
 
 
-async def test_finished_and_forgotten_work_is_not_recovered(store: Store) -> None:
-    """A finished batch and forgotten items and batches are not handed to a new opener."""
+async def test_reported_and_forgotten_work_is_not_recovered(store: Store) -> None:
+    """A finished and reported batch, and forgotten items and batches, are not handed over."""
     async with opened(store) as journal:
         ids = await admit_new(journal, [item(f"{n}@x.com") for n in range(4)])
         done = await journal.seal(PART, "key-1", BODY, ids[:1])
         await journal.finished(done, JOB)
+        await journal.reported(done)
         refused = await journal.seal(PART, "key-2", BODY, ids[1:3])
         await journal.forget(ids[1:3], batch_id=refused)
         await journal.forget(ids[3:])
@@ -261,6 +262,7 @@ async def test_split_replaces_a_batch_by_its_parts_minus_the_dropped(store: Stor
         assert parts[0] != parts[1]
         # A part's item answers from that part once it finished.
         await journal.finished(parts[1], JOB)
+        await journal.reported(parts[1])
         answers = await journal.admit_many([item("4@x.com"), item("2@x.com"), item("0@x.com")])
     assert answers[0] == Recorded(parts[1], JOB, 1, 2)
     assert isinstance(answers[1], int)  # the dropped one issued nothing
@@ -343,3 +345,105 @@ async def test_finishing_twice_with_the_same_job_is_harmless(store: Store) -> No
         await journal.finished(batch, JOB)
         await journal.finished(batch, JOB)
         assert await journal.admit_many([item("a@x.com")]) == [Recorded(batch, JOB, 0, 1)]
+
+
+async def test_a_finished_unreported_batch_is_recovered_with_its_final_job(store: Store) -> None:
+    """Finished, not reported: a new opener gets the batch, final JSON, job, items in order."""
+    async with opened(store) as journal:
+        ids = await admit_new(journal, [item(f"{n}@x.com", f"d{n}", OTHER) for n in range(4)])
+        batch = await journal.seal(OTHER, "key-1", BODY, [ids[2], ids[0], ids[3]])
+        await journal.accepted(batch, "job-1")
+        await journal.finished(batch, JOB)
+    recovered = await reopen(store)
+    assert [i.row_id for i in recovered.unsealed] == [ids[1]]
+    (final,) = recovered.batches
+    assert (final.batch_id, final.partition, final.job_id, final.final) == (
+        batch,
+        OTHER,
+        "job-1",
+        JOB,
+    )
+    assert [(i.row_id, i.partition, i.type, i.value, i.dedupe_key) for i in final.items] == [
+        (ids[2], OTHER, "email", "2@x.com", "d2"),
+        (ids[0], OTHER, "email", "0@x.com", "d0"),
+        (ids[3], OTHER, "email", "3@x.com", "d3"),
+    ]
+    # Not reported by that opener either: the next one gets it again.
+    (again,) = (await reopen(store)).batches
+    assert (again.batch_id, again.final, [i.row_id for i in again.items]) == (
+        batch,
+        JOB,
+        [ids[2], ids[0], ids[3]],
+    )
+
+
+async def test_a_batch_reported_after_recovery_is_not_recovered_again(store: Store) -> None:
+    """Finished, recovered with final, reported() by the opener: no longer recovered."""
+    async with opened(store) as journal:
+        ids = await admit_new(journal, [item("a@x.com"), item("b@x.com")])
+        batch = await journal.seal(PART, "key-1", BODY, ids)
+        await journal.accepted(batch, "job-1")
+        await journal.finished(batch, JOB)
+    journal = store.journal()
+    recovered = await journal.open()
+    try:
+        assert [(b.batch_id, b.final) for b in recovered.batches] == [(batch, JOB)]
+        await journal.reported(batch)
+        await journal.reported(batch)  # idempotent
+    finally:
+        await journal.aclose()
+    assert keys(await reopen(store)) == ([], [])
+    async with opened(store) as journal:  # the result still answers within the window
+        assert await journal.admit_many([item("b@x.com")]) == [Recorded(batch, JOB, 1, 2)]
+
+
+async def test_unfinished_batches_have_no_final(store: Store) -> None:
+    """A recovered sealed or accepted batch has final None (it is to be sent or followed)."""
+    async with opened(store) as journal:
+        ids = await admit_new(journal, [item("a@x.com"), item("b@x.com")])
+        sealed = await journal.seal(PART, "key-1", BODY, ids[:1])
+        accepted = await journal.seal(PART, "key-2", BODY, ids[1:])
+        await journal.accepted(accepted, "job-2")
+    recovered = await reopen(store)
+    assert [(b.batch_id, b.job_id, b.final) for b in recovered.batches] == [
+        (sealed, None, None),
+        (accepted, "job-2", None),
+    ]
+
+
+async def test_reported_of_an_unfinished_batch_is_a_no_op(store: Store) -> None:
+    """reported() of a sealed or accepted batch (or an unknown id) changes nothing."""
+    async with opened(store) as journal:
+        ids = await admit_new(journal, [item("a@x.com"), item("b@x.com")])
+        sealed = await journal.seal(PART, "key-1", BODY, ids[:1])
+        accepted = await journal.seal(OTHER, "key-2", b"second", ids[1:])
+        await journal.accepted(accepted, "job-2")
+        await journal.reported(sealed)
+        await journal.reported(accepted)
+        await journal.reported(sealed + accepted + 1_000)
+        assert await journal.admit_many([item("a@x.com")]) == [Existing(ids[0])]
+    recovered = await reopen(store)
+    assert keys(recovered) == (
+        [],
+        [("key-1", BODY, ["a@x.com"]), ("key-2", b"second", ["b@x.com"])],
+    )
+    assert [(b.job_id, b.final) for b in recovered.batches] == [(None, None), ("job-2", None)]
+
+
+async def test_an_unreported_batch_answers_resubmissions_with_its_record(store: Store) -> None:
+    """Between finished() and reported(), here and in a new opener, its keys answer Recorded."""
+    async with opened(store) as journal:
+        ids = await admit_new(journal, [item("a@x.com"), item("b@x.com")])
+        batch = await journal.seal(PART, "key-1", BODY, ids)
+        await journal.finished(batch, JOB)
+        assert await journal.admit_many([item("b@x.com")]) == [Recorded(batch, JOB, 1, 2)]
+    journal = store.journal()
+    (recovered,) = (await journal.open()).batches
+    try:
+        assert recovered.final == JOB
+        assert await journal.admit_many([item("a@x.com"), item("b@x.com")]) == [
+            Recorded(batch, JOB, 0, 2),
+            Recorded(batch, JOB, 1, 2),
+        ]
+    finally:
+        await journal.aclose()

@@ -3,10 +3,11 @@
 ``python -m tests.redis.journal_measure`` starts its own redis-server on
 127.0.0.1 (no persistence, or ``--aof`` for ``appendfsync always``), then:
 
-* finishes 10,000 identifiers in 1 batch, and 10,000 in 100 batches of 100,
+* finishes (and reports) 10,000 identifiers in 1 batch, and 10,000 in 100
+  batches of 100,
   and sums ``MEMORY USAGE`` over the ledger's keys (the replies kept a minute
   for retries, ``r:``, apart) and the growth of ``used_memory``;
-* times admit_many / seal / finished of those (one call each);
+* times admit_many / seal / finished + reported of those (one call each);
 * times admissions as a batcher sends them: many in one loop turn, and one
   awaited alone (the latency ``await submit()`` adds).
 
@@ -64,6 +65,7 @@ async def memory(url: str, batches: int, per: int) -> None:
         )
         started = time.perf_counter()
         await journal.finished(batch, job)
+        await journal.reported(batch)
         times[2] += time.perf_counter() - started
     lasting, count, replies = await key_memory(admin, name)
     grown = (await admin.info("memory"))["used_memory"] - before
@@ -72,7 +74,7 @@ async def memory(url: str, batches: int, per: int) -> None:
         f"{n:,} results in {batches} x {per}: {count:,} keys, MEMORY USAGE {lasting / n:.0f} B"
         f" per result (+{replies / n:.0f} B of replies kept a minute), used_memory"
         f" +{grown / n:.0f} B per result; admit {n / times[0]:,.0f}/s, seal {n / times[1]:,.0f}/s,"
-        f" finished {n / times[2]:,.0f}/s (identifiers, one call each)"
+        f" finished+reported {n / times[2]:,.0f}/s (identifiers, one call each)"
     )
     await journal.aclose()
     await admin.aclose()

@@ -78,8 +78,10 @@ async def test_a_client_passed_in_is_used_and_left_open(
     await first.aclose()
     assert await client.ping()  # not closed by the journal
     second = RedisJournal(client, name=name)
-    (batch,) = (await second.open()).batches
-    assert (batch.batch_id, batch.key, batch.body) == (sealed, "key-1", body)
+    batch, unreported = (await second.open()).batches
+    assert (batch.batch_id, batch.key, batch.body, batch.final) == (sealed, "key-1", body, None)
+    # Finished, never accepted: its job id is read from its final job.
+    assert (unreported.batch_id, unreported.final, unreported.job_id) == (done, JOB, "job-1")
     assert await second.admit_many([item("b@example.com", "d")]) == [Recorded(done, JOB, 0, 1)]
     await second.aclose()
     await client.aclose()

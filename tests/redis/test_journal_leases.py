@@ -248,7 +248,7 @@ async def test_a_clean_close_releases_the_lease(
 async def test_finished_work_expires_after_the_dedupe_window(
     journals: Callable[..., RedisJournal], redis_server: RedisServer
 ) -> None:
-    """finished() sets the window as expiry on the batch, its items and keys; the rest stays."""
+    """finished() expires items and keys; reported() then the batch (and drops its item list)."""
     window = 1.5  # the checks below must happen within it, even on a slow machine
     journal = journals(dedupe_window=window)
     await journal.open()
@@ -257,22 +257,36 @@ async def test_finished_work_expires_after_the_dedupe_window(
     await journal.finished(batch, JOB)
     admin = redis.asyncio.Redis.from_url(redis_server.url)
     prefix = f"thanx_async:journal:{{{journal.name}}}:"
-    keys = [k.decode() async for k in admin.scan_iter(match=prefix + "*")]
-    ttls = {k.removeprefix(prefix).split(":")[0]: await admin.pttl(k) for k in keys}
 
     def kind(key: str) -> str:
         return key.removeprefix(prefix).split(":")[0]
 
-    expiring = {k: await admin.pttl(k) for k in keys if await admin.pttl(k) > 0}
-    # The batch, its item and its key expire within the window, and the recent
-    # replies kept for retries (r:) within an hour; nothing else expires.
-    assert sorted(kind(k) for k in expiring if kind(k) != "r") == ["b", "i", "k"]
-    assert all(0 < ttl <= window * 1000 for k, ttl in expiring.items() if kind(k) != "r")
-    assert all(0 < ttl <= 3_600_000 for k, ttl in expiring.items() if kind(k) == "r")
-    assert ttls["u"] == -1  # the unsealed item does not expire
-    await asyncio.sleep(window + 0.1)
-    left = {kind(k.decode()) async for k in admin.scan_iter(prefix + "*")}
-    await admin.aclose()
+    async def ttls() -> dict[str, int]:
+        found = [k.decode() async for k in admin.scan_iter(match=prefix + "*")]
+        return {k: await admin.pttl(k) for k in found}
+
+    try:
+        unreported = await ttls()
+        expiring = {k: ttl for k, ttl in unreported.items() if ttl > 0}
+        # Its item and its key expire within the window, and the recent replies
+        # kept for retries (r:) within an hour; the batch and its item list wait
+        # for reported(); nothing else expires.
+        assert sorted(kind(k) for k in expiring if kind(k) != "r") == ["i", "k"]
+        assert all(0 < ttl <= window * 1000 for k, ttl in expiring.items() if kind(k) != "r")
+        assert all(0 < ttl <= 3_600_000 for k, ttl in expiring.items() if kind(k) == "r")
+        assert {kind(k): ttl for k, ttl in unreported.items() if kind(k) in {"b", "bi", "u"}} == {
+            "b": -1,
+            "bi": -1,
+            "u": -1,  # the unsealed item does not expire
+        }
+        await journal.reported(batch)
+        reported = await ttls()
+        assert "bi" not in {kind(k) for k in reported}
+        assert next(ttl for k, ttl in reported.items() if kind(k) == "b") <= window * 1000
+        await asyncio.sleep(window + 0.1)
+        left = {kind(k.decode()) async for k in admin.scan_iter(prefix + "*")}
+    finally:
+        await admin.aclose()
     assert {"b", "bi"}.isdisjoint(left)
     assert "k" in left  # the unsealed item's key index entry
     (again,) = await admit_new(journal, [item("a@example.com")])

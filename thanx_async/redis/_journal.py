@@ -14,9 +14,16 @@ work over, atomically, so exactly one adopter gets it. A process whose lease
 ran out while it was alive (a long pause, a partition from Redis) is fenced:
 its seals and splits of work now adopted are refused with
 :class:`LeaseLostError`, its forgets of it are ignored, and its ``accepted`` /
-``finished`` records are harmless (the same batch is the same job, and the
-first record of an end stands). Its next write or heartbeat takes a lease
-again, for new work only.
+``finished`` / ``reported`` records are harmless (the same batch is the same
+job, the first record of an end stands, and it reports only what it handed to
+its own callers). Its next write or heartbeat takes a lease again, for new
+work only.
+
+A batch's end has two steps: ``finished`` (its items answer resubmissions)
+then ``reported`` (its outcomes reached their callers or ``on_outcome``).
+Between them the batch is still its owner's work: a process that dies there
+leaves it to its adopter, with its final job, so no recorded outcome goes
+unreported.
 """
 
 from __future__ import annotations
@@ -239,8 +246,10 @@ class RedisJournal:
 
         Returns:
             What was adopted (now this process's): unsealed items to batch anew,
-            sealed batches to re-POST with their recorded bytes and key, and
-            accepted ones (``job_id`` set) to follow.
+            sealed batches to re-POST with their recorded bytes and key,
+            accepted ones (``job_id`` set) to follow, and finished ones whose
+            outcomes were never reported (``final`` set: report them from it,
+            then call :meth:`reported`).
 
         Raises:
             JournalError: Redis is unreachable. Work claimed before the failure
@@ -340,12 +349,27 @@ class RedisJournal:
     def finished(self, batch_id: int, job_json: bytes) -> asyncio.Future[None]:
         """Record a batch's final job; its items answer resubmissions for the dedupe window.
 
-        Also sets that expiry on the batch, its items and their keys, and tells
-        every process watching one of them. The first record of a batch's end
-        stands (a second one, from an adopter following the same job, is ignored).
+        Also sets that expiry on its items and their keys, and tells every
+        process watching one of them. The batch itself stays this process's
+        work, *unreported*, until :meth:`reported`. The first record of a
+        batch's end stands (a second one, from an adopter following the same
+        job, is ignored).
         """
         window = str(round(self.dedupe_window * 1000))
         return self._submit("FINISHED", [str(int(batch_id)), job_json, window], group.nothing)
+
+    def reported(self, batch_id: int) -> asyncio.Future[None]:
+        """Record that a finished batch's outcomes were handed to its callers or ``on_outcome``.
+
+        Until then the batch stays this process's (its item list kept, whatever
+        the dedupe window), and whoever adopts this process's work gets it back
+        with its ``final`` job to report. Now it is nobody's work: its item
+        list goes and it expires a dedupe window after it finished (at once if
+        that passed). Idempotent; a no-op for a batch not finished (or gone);
+        harmless from any process (it reports what it handed over itself).
+        """
+        window = str(round(self.dedupe_window * 1000))
+        return self._submit("REPORTED", [str(int(batch_id)), window], group.nothing)
 
     def forget(
         self, item_ids: Iterable[int], *, batch_id: int | None = None

@@ -124,10 +124,14 @@ def recovered_item(fields: Sequence[Any]) -> RecoveredItem:
 
 
 def recovered_batch(fields: Sequence[Any]) -> RecoveredBatch:
-    """``{id, partition, key, body, job id, {items}}`` as a :class:`RecoveredBatch`."""
-    batch_id, where, key, body, job_id, items = fields
+    """``{id, partition, key, body, job id, {items}[, final]}`` as a :class:`RecoveredBatch`.
+
+    The 7th field, the final job JSON, is there for a finished batch not yet reported.
+    """
+    batch_id, where, key, body, job_id, items, *rest = fields
     merchant, campaign, variant = orjson.loads(to_bytes(where))
-    job = text(job_id)
+    final = to_bytes(rest[0]) if rest else None
+    job = text(job_id) or (_job_id(final) if final is not None else "")
     return RecoveredBatch(
         int(batch_id),
         (merchant, campaign, variant),
@@ -135,4 +139,15 @@ def recovered_batch(fields: Sequence[Any]) -> RecoveredBatch:
         to_bytes(body),
         job or None,
         [recovered_item(item) for item in items],
+        final,
     )
+
+
+def _job_id(job_json: bytes) -> str:
+    """The ``id`` of a final job JSON ('' if it has none): for a batch that ended unaccepted."""
+    try:
+        job = orjson.loads(job_json)
+    except orjson.JSONDecodeError:
+        return ""
+    found = job.get("id") if isinstance(job, dict) else None
+    return found if isinstance(found, str) else ""

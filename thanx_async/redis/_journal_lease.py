@@ -7,9 +7,11 @@ adopted its work), it logs that and holds a new lease, for new work.
 
 Adoption claims, one owner at a time, the work of every process whose lease
 expired (one atomic script each: exactly one adopter gets it), then reads what
-it took. A claim whose answer did not arrive is asked again (by its operation
-id, so it returns the same work) at the next adoption: nothing claimed is left
-unreported while this process lives.
+it took: unsealed items, unfinished batches, and finished batches whose
+outcomes were never reported (with their final job). A claim whose answer did
+not arrive is asked again (by its operation id, so it returns the same work)
+at the next adoption: nothing claimed is left unreported while this process
+lives.
 """
 
 from __future__ import annotations
@@ -135,8 +137,10 @@ class Lease:
             batches += found_batches
             if item_ids or batch_ids:
                 logger.info(
-                    "journal %r: adopted the work of %s: %d unsealed identifiers, %d batches",
+                    "journal %r: adopted the work of %s: %d unsealed identifiers, %d batches"
+                    " (%d of them finished, to report)",
                     self._name, victim, len(found_items), len(found_batches),
+                    sum(b.final is not None for b in found_batches),
                 )  # fmt: skip
         unsealed.sort(key=lambda item: item.row_id)
         batches.sort(key=lambda batch: batch.batch_id)

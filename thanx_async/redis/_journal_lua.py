@@ -20,7 +20,7 @@ gets ``P`` as its first argument to build the others.
     hash, the owner's unsealed items: id -> identity (the JSON array
     ``[merchant, campaign, variant, type, value, dedupe key or null]``).
 ``P..'ob:'..token``
-    set, the owner's unfinished batches.
+    set, the owner's batches: unfinished, or finished and not yet reported.
 ``P..'b:'..bid``
     hash, one batch: ``m`` partition, ``k`` idempotency key, ``body`` the
     exact bytes (until it finished), ``n`` its size, ``s`` state (``sealed``,
@@ -28,7 +28,7 @@ gets ``P`` as its first argument to build the others.
     finish time (ms, Redis clock), ``o`` its owner.
 ``P..'bi:'..bid``
     list, the batch's items in position order, each ``'<id> <identity>'``
-    (until it finished).
+    (until it was reported).
 ``P..'leases'``
     sorted set, owner token -> lease expiry (ms, Redis clock).
 ``P..'gens'``
@@ -48,8 +48,12 @@ batch (and its items) is the owner's named by its ``o``. Adoption moves the
 still in its owner's ``u`` hash.
 
 Finished work expires: ``finished`` sets an expiry of ``dedupe_window`` on the
-batch, its items and their key index entries, and drops what only unfinished
-work needs (body, item list, the items' digests). Unfinished work never expires.
+batch's items and their key index entries, and drops what only unfinished
+work needs (body, the items' digests). The batch stays its owner's work (in
+its ``ob`` set, with its item list) until ``reported``: its outcomes must reach
+their callers or ``on_outcome`` first, even if the owner dies. ``reported``
+then drops the item list and expires the batch a window after it finished.
+Unfinished and unreported work never expires.
 
 This module holds the key layout and what every script starts with;
 :mod:`._journal_lua_work` has the scripts of the work itself,

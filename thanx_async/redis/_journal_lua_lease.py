@@ -40,7 +40,8 @@ return 0
 """
 )
 
-#: A clean close: an owner with no work leaves; one with work lets it be adopted at once.
+#: A clean close: an owner with no work leaves; one with work (unreported batches
+#: included) lets it be adopted at once.
 RELEASE = (
     PROLOGUE
     + """
@@ -56,9 +57,9 @@ return 1
 #: ARGV[6] a token to take over even if its lease runs ('' for none: this
 #: instance's previous incarnation). Takes over the work of one owner whose
 #: lease expired (or the one named): removes its lease and moves its unsealed
-#: items and unfinished batches to this process. Atomic, so exactly one
-#: adopter gets each owner's work. '' if nobody was due, else
-#: '<token> <item ids,...> <batch ids,...>'.
+#: items and its batches (unfinished, or finished and not yet reported) to this
+#: process. Atomic, so exactly one adopter gets each owner's work. '' if
+#: nobody was due, else '<token> <item ids,...> <batch ids,...>'.
 CLAIM = (
     PROLOGUE
     + """
@@ -94,9 +95,11 @@ return remember(victim .. ' ' .. table.concat(items, ',') .. ' ' .. table.concat
 )
 
 #: ARGV[6] number of items, the item ids, then batch ids. What recovery needs:
-#: per unsealed item of this process {id, identity} (others left out), per
+#: per unsealed item of this process {id, identity} (others left out); per
 #: unfinished batch {id, partition, key, body, job id or '', {{id, identity}...}}
-#: with only the items still there.
+#: with only the items still there; per finished batch not yet reported (still
+#: in this process's 'ob' set) the same and its final job JSON as a 7th element,
+#: with every item it was sealed with (list index = position) and body ''.
 READ = (
     PROLOGUE
     + """
@@ -108,13 +111,16 @@ for i = 7, 6 + nitems do
 end
 for i = 7 + nitems, #ARGV do
   local bid = ARGV[i]
-  local b = redis.call('HMGET', P .. 'b:' .. bid, 'm', 'k', 'body', 'j', 's')
+  local b = redis.call('HMGET', P .. 'b:' .. bid, 'm', 'k', 'body', 'j', 's', 'r')
   if b[1] and b[5] ~= 'done' then
     local members = {}
     for _, member in ipairs(members_of(bid)) do
       if redis.call('EXISTS', P .. 'i:' .. member[1]) == 1 then members[#members + 1] = member end
     end
     batches[#batches + 1] = {bid, b[1], b[2], b[3], b[4] or '', members}
+  elseif b[1] and redis.call('SISMEMBER', P .. 'ob:' .. me, bid) == 1 then
+    -- Its items may have expired already (a window after the end): the list is the record.
+    batches[#batches + 1] = {bid, b[1], b[2] or '', '', b[4] or '', members_of(bid), b[6]}
   end
 end
 return {items, batches}

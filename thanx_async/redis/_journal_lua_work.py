@@ -1,4 +1,4 @@
-"""The shared ledger's work scripts: admit, seal, split, accept, finish, forget, check.
+"""The shared ledger's work scripts: admit, seal, split, accept, finish, report, forget, check.
 
 See :mod:`._journal_lua` for the keys they use and the prologue they share.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from thanx_async.redis._journal_lua import PROLOGUE
 
-__all__ = ["ACCEPTED", "ADMIT", "CHECK", "FINISHED", "FORGET", "SEAL", "SPLIT"]
+__all__ = ["ACCEPTED", "ADMIT", "CHECK", "FINISHED", "FORGET", "REPORTED", "SEAL", "SPLIT"]
 
 #: ARGV[6] dedupe window (ms), then per item: digest, identity.
 #: Per item: its new id, 'e' an unfinished item of the key (anyone's), 'r' its
@@ -142,17 +142,17 @@ return 1
 
 #: ARGV[6] batch, ARGV[7] final job JSON, ARGV[8] dedupe window (ms). Idempotent:
 #: the first record of a batch's end stands (every process follows the same job).
+#: Its items answer resubmissions (and expire) from now on; the batch and its
+#: item list stay, in its owner's 'ob' set, until REPORTED.
 FINISHED = (
     PROLOGUE
     + """
 local bid, window = ARGV[6], ARGV[8]
 local bkey = P .. 'b:' .. bid
-local b = redis.call('HMGET', bkey, 's', 'o')
-if not b[1] or b[1] == 'done' then return 0 end
+local state = redis.call('HGET', bkey, 's')
+if not state or state == 'done' then return 0 end
 redis.call('HSET', bkey, 's', 'done', 'r', ARGV[7], 'f', fmt(now))
 redis.call('HDEL', bkey, 'body')
-redis.call('PEXPIRE', bkey, window)
-redis.call('SREM', P .. 'ob:' .. b[2], bid)
 local ids = {}
 for _, member in ipairs(members_of(bid)) do
   local id = member[1]
@@ -166,8 +166,27 @@ for _, member in ipairs(members_of(bid)) do
   end
   ids[#ids + 1] = id
 end
-redis.call('DEL', P .. 'bi:' .. bid)
 redis.call('PUBLISH', P .. 'events', 'f ' .. bid .. ' ' .. runs(ids))
+return 1
+"""
+)
+
+#: ARGV[6] batch, ARGV[7] dedupe window (ms). The finished batch's outcomes were
+#: handed over: it leaves its owner's work ('ob'), its item list goes, and the
+#: batch expires as its items do (a window after it finished; at once if that
+#: passed). Idempotent; a no-op for an unfinished or vanished batch; from any
+#: process (a fenced one reports what it handed to its own callers).
+#: 1 if this call reported it, else 0.
+REPORTED = (
+    PROLOGUE
+    + """
+local bid = ARGV[6]
+local bkey = P .. 'b:' .. bid
+local b = redis.call('HMGET', bkey, 's', 'o', 'f')
+if b[1] ~= 'done' then return 0 end
+if redis.call('SREM', P .. 'ob:' .. b[2], bid) == 0 then return 0 end
+redis.call('DEL', P .. 'bi:' .. bid)
+redis.call('PEXPIREAT', bkey, fmt(tonumber(b[3]) + tonumber(ARGV[7])))
 return 1
 """
 )
