@@ -1,19 +1,22 @@
-"""Many processes, one credential: the shared rate budget on Redis (extra ``thanx-async[redis]``).
+"""Many processes, one credential, sharing through Redis (extra ``thanx-async[redis]``).
 
 Give every process that uses a credential the same Redis and it shares
 Thanx's two windows with all the others, with the in-process limiter's rules
 (zero 429s, polls yielding to POSTs, 429s pausing everyone), on the Redis
-server's clock.
+server's clock (:class:`RedisRateLimiter`); and a webhook delivered to any
+process finishes the job in whichever process waits on it (:class:`WebhookRelay`).
 
 Example::
 
     import thanx_async as ta
-    from thanx_async.redis import RedisRateLimiter
+    from thanx_async.redis import RedisRateLimiter, WebhookRelay
 
     client = ta.ThanxClient(
         client_id=..., access_token=...,
         limiter=RedisRateLimiter("redis://127.0.0.1:6379/0", rate_limit=ta.RateLimit()),
     )
+    relay = WebhookRelay("redis://127.0.0.1:6379/0", batchers=[batcher])
+    receiver = WebhookReceiver(secret=..., batchers=[relay])   # where deliveries land
 """
 
 # Names are imported on first use (PEP 562), as in the top package.
@@ -26,11 +29,13 @@ from thanx_async._lazy import lazy_namespace
 
 if TYPE_CHECKING:
     from thanx_async.redis._limiter import RedisRateLimiter
+    from thanx_async.redis._webhook_relay import WebhookRelay
 
 _EXPORTS = {
     "RedisRateLimiter": "thanx_async.redis._limiter",
+    "WebhookRelay": "thanx_async.redis._webhook_relay",
 }
 
-__all__ = ["RedisRateLimiter"]
+__all__ = ["RedisRateLimiter", "WebhookRelay"]
 
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, __all__, globals())
