@@ -29,6 +29,7 @@ import redis
 from tests.cli.support import (
     FAST,
     ROOT,
+    SECRET_TOKEN,
     EmulatorThread,
     accepted_issues,
     cli_env,
@@ -311,6 +312,47 @@ def test_bulk_csv_script(emulator: EmulatorThread, tmp_path: Path) -> None:
     with results.open(newline="") as file:
         assert {row["status"] for row in csv.DictReader(file)} == {"issued"}
     assert emulator.issued() == {("email", f"guest{n}@example.com"): 1 for n in range(250)}
+
+
+def test_telemetry_console(emulator: EmulatorThread) -> None:
+    """The telemetry example prints the batch's spans, its metrics and labelled log records."""
+    emulator.emulator.state.faults.add("issue", status=503)  # one retry to see
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "telemetry_console.py")],
+        env=emulator.env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    spans = [line for line in lines if line.startswith("span ")]
+    assert [line.split(" (")[0] for line in spans] == [
+        "span 'POST /partner/campaigns/issue'",
+        "span 'POST /partner/campaigns/issue'",
+        "span 'GET /partner/issuance_jobs/{job_id}'",
+        "span 'thanx.batch'",
+        "span 'signup wave'",
+    ]
+    assert "http.response.status_code=503" in spans[0]
+    assert "http.request.resend_count=1" in spans[1]
+    batch = spans[3]
+    assert "(internal, root, 1 links)" in batch
+    assert "thanx.batch.size=3" in batch
+    assert "thanx.batch.state=completed" in batch
+    assert "(internal, root, 1 links)" in spans[4]  # the caller's span links back
+    assert [line for line in lines if line.startswith("outcome ")] == [
+        "outcome jane@example.com issued",
+        "outcome +14155551234 issued",
+        "outcome unknown.sam@example.com failed",
+    ]
+    metrics = "\n".join(line for line in lines if line.startswith("metric "))
+    assert "metric http.client.request.duration [s] error.type=503" in metrics
+    assert "thanx.outcome.status=issued count=2" in metrics
+    assert "thanx.outcome.status=failed count=1" in metrics
+    assert "metric thanx.client.retries [{retry}] error.type=503" in metrics
+    key = batch.split("thanx.batch.idempotency_key=")[1].split()[0]
+    job = batch.split("thanx.job.id=")[1].split()[0]
+    assert f"log thanx_async.batcher [batch={key} job={job}] batch {key} accepted" in run.stderr
+    for secret in (SECRET_TOKEN, "jane@example.com", "4155551234"):
+        assert secret not in "\n".join(spans) + metrics
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ from thanx_async._outcomes import IssuanceOutcome
 from thanx_async._recent import DEFAULT_RECENT_RESULTS, RecentResults
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._runner import BatchRunner
+from thanx_async._telemetry import BatchTelemetry
 from thanx_async._transport._ratelimit import BudgetSignal
 
 if TYPE_CHECKING:
@@ -184,10 +185,16 @@ class RewardBatcher:
         self._resolver = Resolver(max_pending, self._counters, recent)
         self._on_outcome = on_outcome
         self._resolver.on_orphan = self._orphan
+        self._telemetry = BatchTelemetry(client._telemetry)  # spans and metrics, when an SDK is on
+        self._telemetry.watch(self._resolver)
         self._callbacks: set[asyncio.Task[object]] = set()
         self._unreported = 0  # outcomes nobody waited for, with no on_outcome to give them to
         self._tracker = JobTracker(
-            client, job_timeout=None, on_poll=self._count_poll, budget=self._budget
+            client,
+            job_timeout=None,
+            on_poll=self._count_poll,
+            budget=self._budget,
+            telemetry=self._telemetry,
         )
         if webhook_grace is not None:
             self._tracker.expect_pushes(webhook_grace)
@@ -203,6 +210,7 @@ class RewardBatcher:
                 enqueue=self._enqueue,
                 spawn=self._spawn,
                 closed=lambda: self._final,
+                telemetry=self._telemetry,
             )
         )
         self._runner = BatchRunner(
@@ -219,6 +227,7 @@ class RewardBatcher:
             join=None
             if self._durable is None or self._durable.fleet is None
             else self._durable.join,
+            telemetry=self._telemetry,
         )
         self._partitions: dict[tuple[str, str, str], Partition] = {}
         self._default_partition: Partition | None = None
@@ -314,6 +323,10 @@ class RewardBatcher:
                 else:
                     known[key] = entry
                 batch = self._open.get(partition)
+                if batch is None:  # a new batch: an SDK may have been set up since the last one
+                    self._telemetry.refresh()
+                if self._telemetry.per_item:  # an SDK records: link the caller, time its wait
+                    self._telemetry.submitted(partition, entry)
                 if (
                     batch is not None
                     and self._durable is None
@@ -699,6 +712,7 @@ class RewardBatcher:
         if sealed is None:
             return
         self._counters.sealed_batches += 1
+        self._telemetry.sealed(sealed)
         self._spawn(sealed)
 
     def _spawn(self, sealed: SealedBatch) -> None:

@@ -8,7 +8,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -18,11 +18,16 @@ from thanx_async._errors import JobTimeoutError, MalformedResponseError
 from thanx_async._identifiers import Identifier
 from thanx_async._models import Campaign, IssuanceJob
 from thanx_async._serde import dumps, read_campaign, read_campaign_page, read_job, read_scopes
+from thanx_async._telemetry import Telemetry
 from thanx_async._transport._auth import TokenProvider, TokenSource
 from thanx_async._transport._http import DEFAULT_MAX_BODY, AiohttpTransport, Transport
 from thanx_async._transport._ratelimit import RateLimiter, SlidingWindowLimiter
 from thanx_async._transport._requester import Requester, TransportStats
 from thanx_async._version import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["MAX_IDENTIFIERS", "ThanxClient"]
 
@@ -30,6 +35,10 @@ __all__ = ["MAX_IDENTIFIERS", "ThanxClient"]
 MAX_IDENTIFIERS = 10_000
 
 _ISSUE_PATH = "/partner/campaigns/issue"
+# The paths' templates: telemetry's url.template and the HTTP spans' names.
+_JOB_TEMPLATE = "/partner/issuance_jobs/{job_id}"
+_REVOKE_TEMPLATE = "/partner/issuance_jobs/{job_id}/revoke"
+_CAMPAIGN_TEMPLATE = "/partner/campaigns/{campaign_id}"
 
 #: Said by a MalformedResponseError answering an issue POST.
 _ISSUE_MAY_HAVE_SUCCEEDED = (
@@ -73,6 +82,10 @@ class ThanxClient:
         max_response_bytes: the largest response body read (16 MiB by default,
             16 times the largest real answer); a larger 2xx body raises
             :class:`MalformedResponseError`. Ignored with ``transport``.
+        tracer_provider: where this client's spans (and its batchers') go,
+            instead of OpenTelemetry's global tracer provider. Needs the
+            ``otel`` extra; see the telemetry guide.
+        meter_provider: likewise for metrics, instead of the global meter provider.
 
     Raises:
         ValueError: an empty ``client_id``, an unusable ``access_token`` (the
@@ -102,6 +115,8 @@ class ThanxClient:
         transport: Transport | None = None,
         limiter: RateLimiter | None = None,
         max_response_bytes: int = DEFAULT_MAX_BODY,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if not client_id:
             raise ValueError("client_id is empty")
@@ -120,6 +135,10 @@ class ThanxClient:
         self.limiter: RateLimiter = limiter or SlidingWindowLimiter(self.rate_limit)
         if (bind := getattr(self.limiter, "bind", None)) is not None:
             bind(client_id)  # a shared limiter (thanx_async.redis) keys its budget by it
+        self._telemetry = Telemetry(
+            base_url=self.base_url, tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
+        self._telemetry.watch_limiter(self.limiter)
         self._requester = Requester(
             base_url=self.base_url,
             client_id=client_id,
@@ -130,6 +149,7 @@ class ThanxClient:
             limiter=self.limiter,
             transport=self._transport,
             max_retry_after=self.rate_limit.window,
+            telemetry=self._telemetry,
         )
         self._closed = False
 
@@ -241,7 +261,12 @@ class ThanxClient:
         """
         try:
             return await self._requester.request(
-                "POST", _ISSUE_PATH, read_job, body=body, idempotency_key=idempotency_key
+                "POST",
+                _ISSUE_PATH,
+                read_job,
+                body=body,
+                idempotency_key=idempotency_key,
+                template=_ISSUE_PATH,
             )
         except MalformedResponseError as exc:
             raise MalformedResponseError(
@@ -269,6 +294,7 @@ class ThanxClient:
             read_job,
             params={"merchant_id": merchant_id},
             background=background,
+            template=_JOB_TEMPLATE,
         )
 
     async def revoke_issuance_job(self, job_id: str, *, merchant_id: str) -> IssuanceJob:
@@ -282,7 +308,11 @@ class ThanxClient:
         """
         body = dumps({"merchant_id": merchant_id})
         job = await self._requester.request(
-            "POST", _job_path(job_id) + "/revoke", _read_job_or_none, body=body
+            "POST",
+            _job_path(job_id) + "/revoke",
+            _read_job_or_none,
+            body=body,
+            template=_REVOKE_TEMPLATE,
         )
         if job is None:
             return await self.get_issuance_job(job_id, merchant_id=merchant_id)
@@ -332,6 +362,7 @@ class ThanxClient:
                 "/partner/campaigns",
                 read_campaign_page,
                 params={"merchant_id": merchant_id, "page": page, "per_page": per_page},
+                template="/partner/campaigns",
             )
             for campaign in campaigns:
                 yield campaign
@@ -342,12 +373,17 @@ class ThanxClient:
     async def get_campaign(self, campaign_id: str) -> Campaign:
         """Fetch one campaign with its variants."""
         return await self._requester.request(
-            "GET", f"/partner/campaigns/{quote(campaign_id, safe='')}", read_campaign
+            "GET",
+            f"/partner/campaigns/{quote(campaign_id, safe='')}",
+            read_campaign,
+            template=_CAMPAIGN_TEMPLATE,
         )
 
     async def get_scopes(self) -> list[str]:
         """The scopes of this credential (``rewards.issue`` is needed to issue)."""
-        return await self._requester.request("GET", "/partner/scopes", read_scopes)
+        return await self._requester.request(
+            "GET", "/partner/scopes", read_scopes, template="/partner/scopes"
+        )
 
 
 def _read_job_or_none(body: bytes) -> IssuanceJob | None:

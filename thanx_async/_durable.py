@@ -27,6 +27,7 @@ from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import JobVerdict
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._serde import job_from_dict
+from thanx_async._telemetry import BatchTelemetry
 from thanx_async._transport._ratelimit import PersistentRateLog
 
 __all__ = ["Durable"]
@@ -53,8 +54,10 @@ class Durable:
         enqueue: Callable[[Entry], None],
         spawn: Callable[[SealedBatch], None],
         closed: Callable[[], bool],
+        telemetry: BatchTelemetry | None = None,
     ) -> None:
         self.journal = journal
+        self._telemetry = telemetry
         self._client = client
         self._resolver = resolver
         self._counters = counters
@@ -123,6 +126,8 @@ class Durable:
         assert admission is not None  # set with the group's first entry
         items = [(e.partition.ids, e.type, e.value, e.dedupe_key) for e in entries]
         written = self.journal.admit_many(items)
+        if self._telemetry is not None:
+            self._telemetry.journal_write(written, self.journal, "admit")
         written.add_done_callback(functools.partial(self._admitted, entries, admission))
 
     async def settled(self) -> None:

@@ -40,6 +40,7 @@ from thanx_async._errors import (
 )
 from thanx_async._models import IssuanceJob, JobState
 from thanx_async._pace import JobView, Pace
+from thanx_async._telemetry import BatchTelemetry, JobScope
 from thanx_async._transport._ratelimit import BudgetSignal
 
 __all__ = ["JobReader", "JobTracker"]
@@ -83,6 +84,7 @@ class _Tracked:
     due: float | None = None
     #: A hint (its webhook) came: no later push is awaited for this job.
     hinted: bool = False
+    scope: JobScope | None = None  # the batch its polls belong to (logs, traces)
 
 
 class JobTracker:
@@ -97,6 +99,7 @@ class JobTracker:
         max_interval: the longest gap between two polls of one job.
         max_concurrent_polls: polls in flight at once.
         on_poll: called after each poll (for counters).
+        telemetry: the batcher's: polls run in their batch's scope, and are counted per job.
     """
 
     def __init__(
@@ -110,8 +113,10 @@ class JobTracker:
         max_concurrent_polls: int = 8,
         on_poll: Callable[[], None] | None = None,
         budget: BudgetSignal | None = None,
+        telemetry: BatchTelemetry | None = None,
     ) -> None:
         self._client = client
+        self._telemetry = telemetry
         self._job_timeout = job_timeout
         self._first_poll = first_poll
         self._min_interval = min_interval
@@ -166,6 +171,8 @@ class JobTracker:
             deadline=None if self._job_timeout is None else now + self._job_timeout,
             future=loop.create_future(),
         )
+        if self._telemetry is not None:
+            tracked.scope = self._telemetry.capture()  # called from the batch's own task
         self._jobs[job.id] = tracked
         if job.is_terminal:  # a replayed key can return a finished job at once
             self._finish(tracked, job)
@@ -303,6 +310,8 @@ class JobTracker:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     async def _poll(self, tracked: _Tracked, due: float) -> None:
+        if self._telemetry is not None:  # this task's logs and spans belong to the job's batch
+            self._telemetry.enter(tracked.scope)
         try:
             if tracked.future.done():
                 return
@@ -372,12 +381,17 @@ class JobTracker:
         self._schedule(tracked, now + wait)
 
     def _finish(self, tracked: _Tracked, job: IssuanceJob) -> None:
+        if self._telemetry is not None and tracked.job_id in self._jobs:
+            self._telemetry.job_done(tracked.scope, tracked.polls, job.state.value)
         self._jobs.pop(tracked.job_id, None)
         if not tracked.future.done():
             tracked.future.set_result(job)
         self._release(tracked)
 
     def _fail(self, tracked: _Tracked, exc: BaseException) -> None:
+        if self._telemetry is not None and tracked.job_id in self._jobs:
+            state = "timed_out" if isinstance(exc, JobTimeoutError) else "unfollowed"
+            self._telemetry.job_done(tracked.scope, tracked.polls, state)
         self._jobs.pop(tracked.job_id, None)
         if not tracked.future.done():
             tracked.future.set_exception(exc)

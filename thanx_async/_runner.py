@@ -35,6 +35,7 @@ from thanx_async._models import IssuanceJob, JobState
 from thanx_async._outcomes import IssuanceOutcome, JobVerdict, OutcomeStatus
 from thanx_async._resolution import Counters, Resolver
 from thanx_async._serde import job_to_json
+from thanx_async._telemetry import BatchTelemetry
 from thanx_async._webhook_jobs import job_from_completion
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class BatchRunner:
         posted: Callable[[SealedBatch], None],
         join: Callable[[Entry, int], None] | None = None,
         resend_after: float = 30.0,
+        telemetry: BatchTelemetry | None = None,
     ) -> None:
         self._client = client
         self._tracker = tracker
@@ -82,6 +84,7 @@ class BatchRunner:
         self._posted = posted
         self._resend_after = resend_after
         self._join = join
+        self._telemetry = telemetry or BatchTelemetry(client._telemetry)
         #: Sealed batches waiting for one of the ``max_in_flight`` POST slots.
         self.queued_posts = 0
         #: Batches whose job is being followed, by job id (for webhooks).
@@ -89,6 +92,7 @@ class BatchRunner:
 
     async def run(self, sealed: SealedBatch) -> None:
         """The whole life of one batch; never raises (except cancellation)."""
+        self._telemetry.started(sealed)  # this task's logs and spans belong to the batch
         try:
             if sealed.body is None:
                 await freeze(sealed, self._namespace)
@@ -101,10 +105,15 @@ class BatchRunner:
             assert key is not None
             if self._journal is not None and sealed.batch_id is None:
                 try:
-                    sealed.batch_id = await self._journal.seal(
-                        sealed.partition.ids, key, body, _row_ids(sealed.entries)
+                    sealed.batch_id = await self._telemetry.journal_timed(
+                        self._journal.seal(
+                            sealed.partition.ids, key, body, _row_ids(sealed.entries)
+                        ),
+                        self._journal,
+                        "seal",
                     )
                 except LeaseLostError as lost:
+                    self._telemetry.ended(sealed, "adopted")
                     self._give_up_lost(sealed, lost)
                     return
             if sealed.job_id is None:
@@ -123,9 +132,11 @@ class BatchRunner:
             raise
         except Exception as exc:  # a bug or a journal failure must not strand futures
             logger.exception("batch %s failed unexpectedly", sealed.key)
+            self._telemetry.ended(sealed, "error", exc)
             self._fail_all(sealed.entries, exc)
         finally:
             self._posted(sealed)
+            self._telemetry.finished(sealed)
 
     def completed(self, event: RewardBatchCompleted) -> bool:
         """A verified ``reward_batch.completed``: finish the batch following its job, if any."""
@@ -192,10 +203,13 @@ class BatchRunner:
             )
         if self._journal is not None and sealed.batch_id is not None:
             await self._journal.finished(sealed.batch_id, job_to_json(final))
+        state = final.state.value if final.unreadable is None else "unreadable"
         if final.state is JobState.FAILED and final.unreadable is None:
             logger.info("job %s (batch %s) failed", final.id, sealed.key)
+            self._telemetry.ended(sealed, state, JobFailedError(final))
             self._fail_all(sealed.entries, JobFailedError(final))
         else:
+            self._telemetry.ended(sealed, state)
             await self._resolve(sealed, final)
 
     async def _post(self, sealed: SealedBatch, body: bytes, key: str) -> IssuanceJob | None:
@@ -208,6 +222,7 @@ class BatchRunner:
             except _UNKNOWN_FATE as exc:
                 if self._journal is None:
                     logger.warning("batch %s not sent: %s", sealed.key, exc)
+                    self._telemetry.ended(sealed, "not_sent", exc)
                     self._fail_all(sealed.entries, exc)
                     return None
                 logger.warning(
@@ -220,14 +235,17 @@ class BatchRunner:
             except APIError as exc:
                 if exc.is_identifier_error:
                     self._posted(sealed)  # flush() waits for the halves, not the parent
+                    self._telemetry.ended(sealed, "split")  # its halves are its children
                     await self._bisect(sealed, exc)
                 else:
                     logger.warning("batch %s rejected: %s", sealed.key, exc)
+                    self._telemetry.ended(sealed, "rejected", exc)
                     await self._forget(sealed.entries, sealed.batch_id)
                     self._fail_all(sealed.entries, exc)
                 return None
             self._posted(sealed)
             self._counters.accepted += len(sealed.entries)
+            self._telemetry.accepted(sealed, job.id)
             logger.info("batch %s accepted as job %s", sealed.key, job.id)
             if self._journal is not None and sealed.batch_id is not None:
                 self._journal.accepted(sealed.batch_id, job.id).add_done_callback(log_failed_write)
@@ -253,6 +271,7 @@ class BatchRunner:
                 error = JobTimeoutError(job.id)
                 if self._journal is None:
                     self._tracker.untrack(job.id)
+                    self._telemetry.ended(sealed, "timed_out", error)
                     self._fail_all(sealed.entries, error)
                     return None
                 # The work goes on: current callers stop waiting, resubmissions join it.

@@ -54,9 +54,12 @@ class Call:
     shown: str  # the path as logs and errors show it (redacted)
     idempotency_key: str | None
     deadline: float | None  # loop time
+    template: str | None = None  # the path's template, for telemetry (url.template)
     attempt: int = 0
     last: ThanxError | None = None  # the error of the previous attempt
     fate_unknown: bool = False  # an attempt of this POST may have been processed
+    waited: float = 0.0  # seconds the current attempt waited for rate budget
+    error_type: str | None = None  # the last attempt's error, as telemetry's error.type
 
     def failed(self, error: ThanxError) -> None:
         """Record an attempt that will be retried."""

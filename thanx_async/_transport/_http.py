@@ -21,13 +21,40 @@ import attrs
 
 from thanx_async._errors import TransportError
 
-__all__ = ["DEFAULT_MAX_BODY", "AiohttpTransport", "Response", "Transport"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "AiohttpTransport",
+    "Response",
+    "Transport",
+    "WireError",
+    "error_type",
+]
 
 #: The default cap on a response body. The largest real answer, a completed job
 #: listing 10,000 failures, is about 1 MB.
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 #: What is kept of a body over the cap (enough for an error message).
 _KEPT_OF_TRUNCATED = 64 * 1024
+
+
+class WireError(TransportError):
+    """A :class:`TransportError` of the default transport, with what kind of failure it was.
+
+    Only the transport layer sees it (the requester re-raises a plain
+    TransportError): ``kind`` is telemetry's ``error.type``, ``timeout`` or the
+    aiohttp exception's name.
+    """
+
+    def __init__(self, message: str, *, kind: str, may_have_succeeded: bool = True) -> None:
+        super().__init__(message, may_have_succeeded=may_have_succeeded)
+        self.kind = kind
+
+
+def error_type(exc: TransportError) -> str:
+    """The ``error.type`` of a failed attempt: low-cardinality, never the message."""
+    if isinstance(exc, WireError):
+        return exc.kind
+    return "thanx_async.TransportError"  # a transport of the user's own
 
 
 @attrs.frozen
@@ -130,16 +157,20 @@ class AiohttpTransport:
             ) as resp:
                 return await self._read(resp)
         except TimeoutError:
-            raise TransportError(f"no response within {timeout:g}s") from None
+            raise WireError(f"no response within {timeout:g}s", kind="timeout") from None
         except aiohttp.ClientResponseError as exc:
             # aiohttp's parser errors quote the offending bytes (a header line
             # that may echo our Authorization header): keep only its words.
-            raise TransportError(f"invalid HTTP response: {_without_quotes(exc.message)}") from None
+            raise WireError(
+                f"invalid HTTP response: {_without_quotes(exc.message)}", kind=_kind(exc)
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             # The connection never opened: not a byte of the request left.
-            raise TransportError(f"{type(exc).__name__}: {exc}", may_have_succeeded=False) from None
+            raise WireError(
+                f"{type(exc).__name__}: {exc}", kind=_kind(exc), may_have_succeeded=False
+            ) from None
         except aiohttp.ClientError as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+            raise WireError(f"{type(exc).__name__}: {exc}", kind=_kind(exc)) from None
 
     async def _read(self, resp: aiohttp.ClientResponse) -> Response:
         """Read the body in chunks, stopping (and dropping the connection) past the cap."""
@@ -165,6 +196,10 @@ class AiohttpTransport:
             await self._session.close()
             # Let the connector's transports finish closing (aiohttp's documented advice).
             await asyncio.sleep(0)
+
+
+def _kind(exc: BaseException) -> str:
+    return f"aiohttp.{type(exc).__name__}"
 
 
 def _head(chunks: list[bytes]) -> bytes:

@@ -106,6 +106,9 @@ class LimiterStats:
         rate_limited: 429s reported through :meth:`Slot.rate_limited`.
         in_flight: slots currently held.
         queued: requests currently waiting.
+        budget_used: the share of the long window's budget in use (0 to 1):
+            for the in-process limiter, this process's requests; for a shared
+            one, the fleet's as of its last answer (None before the first).
     """
 
     granted: int
@@ -114,6 +117,7 @@ class LimiterStats:
     rate_limited: int
     in_flight: int
     queued: int
+    budget_used: float | None = None
 
 
 def _wake(wakeup: asyncio.Future[None]) -> None:
@@ -232,6 +236,7 @@ class SlidingWindowLimiter:
             rate_limited=self._rate_limited_count,
             in_flight=self._log.in_flight,
             queued=self._queued,
+            budget_used=self._log.long_share(self._clock()),
         )
 
     def snapshot(self) -> Snapshot:

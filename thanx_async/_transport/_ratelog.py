@@ -111,6 +111,17 @@ class SlidingLog:
         long = self._long
         return long.limit - len(self._in_flight) - len(long.finished)
 
+    def long_share(self, now: float) -> float:
+        """The share of the long window's budget in use at ``now`` (0 to 1), without pruning.
+
+        Safe to call from another thread (a metrics reader's): it changes
+        nothing and reads the log from an atomic copy.
+        """
+        long = self._long
+        horizon = now - long.length
+        counted = len(self._in_flight) + sum(1 for f, _ in long.finished.copy() if f > horizon)
+        return min(1.0, counted / long.limit)
+
     @property
     def short_limit(self) -> int:
         """Requests the short window admits."""

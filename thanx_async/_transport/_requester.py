@@ -33,9 +33,10 @@ from thanx_async._errors import (
     api_error_from_response,
 )
 from thanx_async._serde import DecodeError
+from thanx_async._telemetry import Telemetry
 from thanx_async._transport._auth import TokenError, TokenSource
 from thanx_async._transport._calls import Call, NotSent, parse_retry_after
-from thanx_async._transport._http import Response, Transport
+from thanx_async._transport._http import Response, Transport, error_type
 from thanx_async._transport._ratelimit import RateLimiter, Slot
 
 __all__ = ["ACCEPT_VERSION", "Requester", "TransportStats", "parse_retry_after"]
@@ -71,6 +72,7 @@ class Requester:
         limiter: the rate limiter every attempt goes through.
         transport: the wire.
         max_retry_after: the cap on any ``Retry-After`` (the long rate window).
+        telemetry: where spans and metrics go (by default the global providers').
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Requester:
         limiter: RateLimiter,
         transport: Transport,
         max_retry_after: float = 900.0,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._client_id = client_id
@@ -96,6 +99,7 @@ class Requester:
         self._transport = transport
         self._max_retry_after = max_retry_after
         self.stats = TransportStats()
+        self.telemetry = telemetry or Telemetry(base_url=base_url)
 
     def _headers(self, token: str, idempotency_key: str | None) -> dict[str, str]:
         headers = {
@@ -119,6 +123,7 @@ class Requester:
         body: bytes | None = None,
         idempotency_key: str | None = None,
         background: bool = False,
+        template: str | None = None,
     ) -> T:
         """Send a request until it succeeds or fails for good, and decode its body.
 
@@ -131,6 +136,8 @@ class Requester:
             idempotency_key: sent as ``X-Idempotency-Key``; a POST without one
                 is never retried.
             background: a job poll, which yields rate budget to POSTs.
+            template: the path with its variable parts named
+                (``/partner/issuance_jobs/{job_id}``), for telemetry.
 
         Raises:
             APIError: a subclass per status for a final error answer.
@@ -148,6 +155,7 @@ class Requester:
             shown=self._token.redact(path),  # a path built from a server's job id
             idempotency_key=idempotency_key,
             deadline=None if self._retry.deadline is None else loop.time() + self._retry.deadline,
+            template=template,
         )
         # A GET is safe to repeat; a POST only when the key makes the repeat harmless.
         repeatable = method == "GET" or idempotency_key is not None
@@ -181,6 +189,7 @@ class Requester:
                     except DecodeError as exc:
                         reason = str(exc)
                 error = self._malformed(call, reason, response.status)
+                call.error_type = "malformed_response"
             elif response.status == 401 and self._token.can_refresh and not refreshed:
                 refreshed = True
                 self.stats.token_refreshes += 1
@@ -197,6 +206,7 @@ class Requester:
                 raise error
             call.failed(error)
             self.stats.retries += 1
+            self.telemetry.retried(method, call.template, call.error_type or "_OTHER")
             logger.warning(
                 "%s %s failed (%s); retry %d in %.2fs",
                 method, call.shown, error, call.attempt, wait,
@@ -257,16 +267,16 @@ class Requester:
     async def _ready(
         self,
         stack: contextlib.AsyncExitStack,
+        call: Call,
         *,
-        deadline: float | None,
         stale: str | None,
         background: bool,
     ) -> tuple[str, Slot]:
         """A token and a granted slot, within the deadline; raises NotSent past it."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = budget_from = loop.time()
         waiting_for = "a token from the access token provider"
-        bound = asyncio.timeout_at(deadline)
+        bound = asyncio.timeout_at(call.deadline)
         try:
             async with bound:
                 if stale is None:
@@ -274,12 +284,19 @@ class Requester:
                 else:
                     token = await self._token.refresh(stale)
                 waiting_for = "rate budget"
+                budget_from = loop.time()
                 # Cancelled by the deadline, the limiter gives back its place (or grant).
                 slot = await stack.enter_async_context(self._limiter.slot(background=background))
         except TimeoutError:
             if not bound.expired():
                 raise  # not our deadline: someone else's timeout, passed on unchanged
+            if waiting_for == "rate budget":
+                self.telemetry.budget_waited(
+                    call.method, call.template, loop.time() - budget_from, granted=False
+                )
             raise NotSent(waiting_for, loop.time() - started) from None
+        call.waited = loop.time() - budget_from
+        self.telemetry.budget_waited(call.method, call.template, call.waited, granted=True)
         return token, slot
 
     async def _attempt(
@@ -294,9 +311,7 @@ class Requester:
         loop = asyncio.get_running_loop()
         method, shown, deadline = call.method, call.shown, call.deadline
         async with contextlib.AsyncExitStack() as stack:
-            token, slot = await self._ready(
-                stack, deadline=deadline, stale=stale, background=background
-            )
+            token, slot = await self._ready(stack, call, stale=stale, background=background)
             headers = self._headers(token, call.idempotency_key)
             timeout = self._timeout
             if deadline is not None:
@@ -306,12 +321,22 @@ class Requester:
                 self.stats.posts += 1
             else:
                 self.stats.gets += 1
+            query = url.find("?")  # its values are shown as REDACTED, its keys are ours
+            measured = self.telemetry.attempt(
+                method,
+                call.template,
+                shown if query < 0 else shown + url[query:],
+                resend_count=call.attempt - 1,
+                waited=call.waited,
+            )
             started = time.perf_counter()
             try:
                 response = await self._transport.send(
                     method, url, headers=headers, body=body, timeout=timeout
                 )
             except TransportError as exc:
+                call.error_type = error_type(exc)
+                measured.end(None, call.error_type)
                 text = self._token.redact(str(exc))
                 logger.debug("%s %s: %s", method, shown, text)
                 return token, TransportError(
@@ -320,8 +345,15 @@ class Requester:
                     path=shown,
                     may_have_succeeded=method == "POST" and exc.may_have_succeeded,
                 )
+            except BaseException as exc:  # cancelled (a deadline, a close): the span still ends
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                measured.end(None, "cancelled" if cancelled else type(exc).__name__)
+                raise
+            call.error_type = None if response.status < 400 else str(response.status)
+            measured.end(response.status, call.error_type)
             if response.status == 429:
                 self.stats.rate_limited += 1
+                self.telemetry.rate_limited(method, call.template)
                 slot.rate_limited(
                     parse_retry_after(response.headers.get("Retry-After"), self._max_retry_after)
                 )

@@ -192,6 +192,7 @@ class RedisRateLimiter:
         self._queues = (WaitingLine(background=False), WaitingLine(background=True))
         self._outage: float | None = None  # loop time of the first unanswered attempt
         self._low = False  # the last answer left less than a short window's budget
+        self._long_left: int | None = None  # what the last answer left of the long window
         self._penalties: set[asyncio.Task[None]] = set()
         self._errands = Errands()
         self._in_flight = self._queued = 0
@@ -287,6 +288,9 @@ class RedisRateLimiter:
             rate_limited=self._rate_limited_count,
             in_flight=self._in_flight,
             queued=self._queued,
+            budget_used=None
+            if self._long_left is None
+            else min(1.0, max(0.0, 1 - self._long_left / self.rate_limit.per_window)),
         )
 
     async def __aenter__(self) -> Self:
@@ -394,6 +398,7 @@ class RedisRateLimiter:
             self._outage = None
             failures = 0
             self._low = grant.long_left < self._short_limit
+            self._long_left = grant.long_left
             queue.registered = more or not grant.granted
             if grant.granted:
                 self._granted += 1
