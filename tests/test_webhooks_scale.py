@@ -157,7 +157,7 @@ async def test_lost_forged_and_duplicated_deliveries_at_scale_change_no_outcome(
     finished_by_webhook = delivered - stats.duplicates
     unheard = 10 - finished_by_webhook
     print(  # noqa: T201 - what the faults did, shown by pytest -s
-        f"deliveries {sent}; {stats.duplicates} duplicates refused; "
+        f"deliveries {sent}; {stats.duplicates} duplicates not handed on; "
         f"{unheard} jobs polled ({result.gets} polls)"
     )
     assert forged >= 1
