@@ -96,6 +96,11 @@ def check(outcomes: list[ta.IssuanceOutcome]) -> None:
         assert outcome.issued == (i % 50 != 0), (i, outcome)
 
 
+def jobs(outcomes: list[ta.IssuanceOutcome]) -> int:
+    """How many jobs carried ``outcomes`` (a batch may be sealed early on a busy machine)."""
+    return len({o.job_id for o in outcomes})
+
+
 async def issue(batcher: ta.RewardBatcher, people: range) -> list[ta.IssuanceOutcome]:
     futures = [await batcher.submit(person(i)) for i in people]
     return list(await asyncio.gather(*futures))
@@ -119,14 +124,13 @@ async def test_a_delivery_to_process_a_finishes_the_batch_waiting_in_process_b(
         async with batcher:
             outcomes = await issue(batcher, range(3_000))
     check(outcomes)
-    jobs = len({o.job_id for o in outcomes})
-    assert jobs == 3
+    assert jobs(outcomes) >= 3
     assert polls(thanx_emulator) == 0
     assert batcher.stats().polls == 0
-    assert relay_a.published == jobs  # reward_batch.completed only; reward.issued stay local
-    assert relay_b.relayed == jobs
+    # reward_batch.completed only; the reward.issued stay in A.
+    assert relay_a.published == relay_b.relayed == jobs(outcomes)
     assert (relay_a.lost, relay_b.lost, relay_a.malformed, relay_b.malformed) == (0, 0, 0, 0)
-    assert receiver.stats.claimed == jobs  # the relay takes the completions to publish
+    assert receiver.stats.claimed == jobs(outcomes)  # the relay takes completions to publish
 
 
 @pytest.mark.slow
@@ -162,11 +166,10 @@ async def test_a_delivery_reaches_a_batcher_in_another_os_process(
     result = json.loads(line.removeprefix("RESULT "))
     assert result["as_expected"], result
     assert result["outcomes"] == {"issued": 1960, "failed": 40}
-    assert result["jobs"] == 2
+    assert result["jobs"] >= 2
     assert result["polls"] == 0
-    assert result["relayed"] == 2
+    assert result["relayed"] == relay_a.published == result["jobs"]
     assert polls(thanx_emulator) == 0
-    assert relay_a.published == 2
 
 
 async def test_a_process_gets_its_own_events_once_and_every_other_process_gets_them(
@@ -285,22 +288,24 @@ async def test_a_redis_restart_loses_only_what_was_published_meanwhile_and_polli
         batcher,
     ):
         receiver.add_sink(relay_a)
-        check(await issue(batcher, range(1_000)))  # teaches the batcher the jobs' pace
+        first = await issue(batcher, range(1_000))  # teaches the batcher the jobs' pace
         assert polls(thanx_emulator) == 0
         own_redis_server.stop()
         await eventually(lambda: not relay_b.subscribed)
-        check(await issue(batcher, range(1_000, 2_000)))
+        second = await issue(batcher, range(1_000, 2_000))
         assert polls(thanx_emulator) >= 1  # the safety net, after the job's end plus the grace
-        assert relay_b.relayed == 1
+        assert relay_b.relayed == jobs(first)
         own_redis_server.start()
         await eventually(lambda: relay_a.subscribed and relay_b.subscribed)
         before = polls(thanx_emulator)
-        check(await issue(batcher, range(2_000, 3_000)))
+        third = await issue(batcher, range(2_000, 3_000))
         assert polls(thanx_emulator) == before
+    for outcomes in (first, second, third):
+        check(outcomes)
     assert relay_b.reconnects == relay_a.reconnects == 1
-    # The event of the job that ended while Redis was down was published once Redis
+    # The events of the jobs that ended while Redis was down were published once Redis
     # was back (perhaps before B subscribed again), or given up after 10 s.
-    assert relay_a.published + relay_a.lost == 3
+    assert relay_a.published + relay_a.lost == jobs(first) + jobs(second) + jobs(third)
 
 
 async def test_a_client_given_to_the_relay_is_not_closed(redis_server: RedisServer) -> None:
