@@ -12,6 +12,10 @@ serves until killed. On top of :func:`thanx_async.testing.build_app` it adds
   the counters costs no rate budget. It also gives every job's exact creation
   and end (``time.monotonic``): the job's stamps are whole seconds, too coarse
   to time sub-second jobs with.
+* with ``--webhook-url``, the emulator's signed webhooks, posted there when
+  jobs end, with the ``--webhook-*`` options of ``thanx-async emulator``
+  (events, faults); ``/__bench/stats`` then also counts the deliveries sent
+  and their answers.
 
 The request log of the emulator is switched off: a 200,000-identifier run
 would otherwise keep every body in memory.
@@ -27,7 +31,7 @@ import contextlib
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -35,6 +39,9 @@ import aiohttp
 from aiohttp import web
 
 from thanx_async.testing import DEFAULT_MERCHANT_ID, EmulatorState, build_app
+from thanx_async.testing._webhook_options import add_webhook_arguments, webhook_options
+from thanx_async.testing._webhook_sender import WebhookSender
+from thanx_async.testing._webhooks import WebhookDelivery
 
 STATS_PATH = "/__bench/stats"
 PARTITIONS = 20
@@ -49,14 +56,19 @@ class _Counters:
     def __init__(self) -> None:
         self.by_status: Counter[str] = Counter()
         self.arrivals: list[tuple[float, str, int]] = []
+        #: Webhook deliveries by event and answer ("reward_batch.completed 200": n).
+        self.webhooks: Counter[str] = Counter()
 
     def snapshot(self) -> dict[str, Any]:
-        return {"by_status": dict(self.by_status), "arrivals": self.arrivals}
+        return {
+            "by_status": dict(self.by_status),
+            "arrivals": self.arrivals,
+            "webhooks": dict(self.webhooks),
+        }
 
 
-def _app(state: EmulatorState) -> web.Application:
+def _app(state: EmulatorState, counters: _Counters) -> web.Application:
     app = build_app(state)
-    counters = _Counters()
 
     @web.middleware
     async def count(
@@ -86,20 +98,40 @@ async def _serve(args: argparse.Namespace) -> None:
         rate_limit_window=args.window,
         log_requests=False,
         timespec=args.timespec,
+        **webhook_options(args),
     )
     for k in range(PARTITIONS):
         campaign, variant = partition_ids(k)
         state.add_campaign(DEFAULT_MERCHANT_ID, campaign, variants=[variant])
-    runner = web.AppRunner(_app(state), access_log=None, shutdown_timeout=0.5)
+    counters = _Counters()
+    runner = web.AppRunner(_app(state, counters), access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
+    sender = _CountingSender(state, counters) if args.webhook_url else None
+    if sender is not None:
+        await sender.start()
     print(f"PORT {port}", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
+        if sender is not None:
+            await sender.stop()
         await runner.cleanup()
+
+
+class _CountingSender(WebhookSender):
+    """The emulator's webhook sender, counting deliveries by event and answer."""
+
+    def __init__(self, state: EmulatorState, counters: _Counters) -> None:
+        super().__init__(state)
+        self._counters = counters
+
+    async def _post(self, delivery: WebhookDelivery) -> None:
+        await super()._post(delivery)
+        answer = delivery.status if delivery.status is not None else "error"
+        self._counters.webhooks[f"{delivery.event} {answer}"] += 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-window", type=int, default=2000)
     parser.add_argument("--window", type=float, default=900.0)
     parser.add_argument("--timespec", default="seconds")
+    add_webhook_arguments(parser)
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
@@ -125,6 +158,9 @@ class EmulatorProcess:
         per_window: requests per long window (0: off).
         window: long window, in seconds.
         timespec: precision of the jobs' timestamps (``seconds``, as the API documents).
+        webhooks: ``--webhook-*`` options of ``thanx-async emulator`` without
+            the prefix (``{"url": ..., "events": "reward_batch.completed",
+            "drop": 0.1}``); none: no webhooks.
     """
 
     def __init__(
@@ -136,6 +172,7 @@ class EmulatorProcess:
         per_window: int = 2000,
         window: float = 900.0,
         timespec: str = "seconds",
+        webhooks: Mapping[str, object] | None = None,
     ) -> None:
         self.options: dict[str, object] = {
             "--speed": speed,
@@ -145,6 +182,8 @@ class EmulatorProcess:
             "--window": window,
             "--timespec": timespec,
         }
+        for name, value in (webhooks or {}).items():
+            self.options[f"--webhook-{name.replace('_', '-')}"] = value
         self._proc: asyncio.subprocess.Process | None = None
         self.url = ""
 
@@ -182,7 +221,7 @@ class EmulatorProcess:
         raise RuntimeError(f"emulator on port {port} does not accept connections")
 
     async def stats(self) -> dict[str, Any]:
-        """Counters: ``by_status`` ("POST 202": n, ...), ``arrivals``, ``jobs``, ``timings``."""
+        """The counters: ``by_status``, ``arrivals``, ``jobs``, ``timings``, ``webhooks``."""
         async with aiohttp.ClientSession() as session, session.get(self.url + STATS_PATH) as resp:
             result: dict[str, Any] = await resp.json()
             return result

@@ -69,7 +69,8 @@ class Recorder:
     Outcomes are anything with ``.issued`` and ``.job`` (IssuanceOutcome and the
     baselines' Result both have them). The figures that need each job's real
     timing (``overhead``: submit-to-outcome minus the job's own duration, the
-    time the client added; ``late``: from the job's end to its first outcome)
+    time the client added; ``late``: from the job's end to its first outcome;
+    ``late_last``: to its last outcome)
     are computed by :meth:`summary` from the emulator's exact timings, after
     the clock has stopped; the stamps in the answers are only whole seconds.
     """
@@ -87,6 +88,7 @@ class Recorder:
         self.last_at = 0.0
         self._jobs: dict[str, int] = {}
         self._job_list: list[tuple[str, float, float]] = []  # id, first outcome at, stamped s
+        self._last_at = array("d")  # per job (by number - 1): its last outcome so far
         self.all_done = asyncio.Event()
 
     def done(self, index: int, future: asyncio.Future[Any]) -> None:
@@ -105,7 +107,10 @@ class Recorder:
             number = self._jobs.get(key)
             if number is None:
                 self._job_list.append((key, now, job_seconds(job)))
+                self._last_at.append(now)
                 number = self._jobs[key] = len(self._job_list)
+            else:
+                self._last_at[number - 1] = now
             self.job_of[index] = number
             self.resolved_at[index] = now
             if outcome.issued:
@@ -125,8 +130,8 @@ class Recorder:
         """
         timings = timings or {}
         durations = [0.0]  # index 0: no outcome
-        lateness = []
-        for key, first_at, stamped in self._job_list:
+        lateness, last_lateness = [], []
+        for (key, first_at, stamped), last_at in zip(self._job_list, self._last_at, strict=True):
             timing = timings.get(key)
             if timing is None:
                 durations.append(stamped)
@@ -134,6 +139,7 @@ class Recorder:
             created, finished = timing
             durations.append(finished - created)
             lateness.append(first_at + perf_to_mono - finished)
+            last_lateness.append(last_at + perf_to_mono - finished)
         overheads = sorted(
             self.resolved_at[i] - self.submitted_at[i] - durations[self.job_of[i]]
             for i in range(self.n)
@@ -141,6 +147,7 @@ class Recorder:
         )
         jobs = durations[1:]
         lateness.sort()
+        last_lateness.sort()
         ok = self.issued + self.not_issued
         return {
             "resolved": self.resolved,
@@ -152,6 +159,8 @@ class Recorder:
             "overhead_p99_ms": percentile(overheads, 99) * 1000,
             "late_p50_ms": percentile(lateness, 50) * 1000,
             "late_max_ms": (lateness[-1] if lateness else math.nan) * 1000,
+            "late_last_p50_ms": percentile(last_lateness, 50) * 1000,
+            "late_last_max_ms": (last_lateness[-1] if last_lateness else math.nan) * 1000,
             "jobs_seen": len(jobs),
             "job_seconds_mean": sum(jobs) / len(jobs) if jobs else math.nan,
         }

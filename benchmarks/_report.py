@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from benchmarks._suite import Experiment, paired_ratio, summarise
+from benchmarks._suite import Experiment, median, paired_ratio, summarise
 
 Runs = dict[str, dict[str, list[dict[str, Any]]]]  # experiment key -> label -> runs
 
@@ -30,7 +31,14 @@ LABELS = {
     "floor-deferred": "contract floor, outcomes deferred to stalls",
     "floor no back-pressure": "contract floor without back-pressure (not the contract)",
     "sdk no back-pressure": "**RewardBatcher** `max_pending=10**9` (no back-pressure)",
+    "sdk+webhooks": "**RewardBatcher** + webhooks",
+    "sdk+webhooks every event": "**RewardBatcher** + webhooks, every event",
 }
+#: Experiments run with and without webhooks: (key, the polling baseline, the webhook entrants).
+WEBHOOKS = (
+    ("W1-webhooks", "sdk", ("sdk+webhooks",)),
+    ("W2-webhooks", "sdk", ("sdk+webhooks", "sdk+webhooks every event")),
+)
 
 
 def _f(value: Any, digits: int = 0, suffix: str = "") -> str:
@@ -157,6 +165,7 @@ def evaluate(  # noqa: PLR0915 - one block per target reads better than nine hel
         row(f"W1/W2, jobs 2{DASH}10 s: outcomes within ~1 s of the job's end",
             f"latest first outcome after its job's end, worst run: {text}",
             _verdict(latest <= 1000.0), STAMPS_NOTE)  # fmt: skip
+    _webhook_rows(runs, get, row)
     # W4
     if "W4" in runs:
         exp = by_key["W4"]
@@ -220,6 +229,41 @@ def evaluate(  # noqa: PLR0915 - one block per target reads better than nine hel
             else "",
         )
     return rows
+
+
+def _webhook_rows(
+    runs: Runs, get: Callable[[str, str, str], float], row: Callable[..., None]
+) -> None:
+    """Issue 16's targets: zero polls, and outcomes within ~0.5 s of their job's end."""
+    done = [(key, base, [lb for lb in labels if lb in runs[key]])
+            for key, base, labels in WEBHOOKS if key in runs]  # fmt: skip
+    if not done:
+        return
+
+    def name(key: str, label: str) -> str:
+        return key + ("" if label == "sdk+webhooks" else " (every event)")
+
+    gets = [(name(k, lb), get(k, lb, "gets_per_10k")) for k, _, labels in done for lb in labels]
+    baseline = "; ".join(f"{k} {_f(get(k, base, 'gets_per_10k'), 2)}" for k, base, _ in done)
+    row(
+        "Webhooks on: 0 polls (W1, W2)",
+        "GET per 10,000: " + "; ".join(f"{n} {_f(v, 2)}" for n, v in gets)
+        + f" (without webhooks: {baseline})",
+        _verdict(all(v == 0 for _, v in gets)),
+    )  # fmt: skip
+    late = []
+    for key, _, labels in done:
+        for label in labels:
+            worst = max((r.get("late_last_max_ms", math.nan) for r in runs[key][label]
+                         if "error" not in r), default=math.nan)  # fmt: skip
+            late.append((name(key, label), get(key, label, "late_last_p50_ms"), worst))
+    row(
+        "Webhooks on: outcomes within ~0.5 s of their job's end",
+        "from a job's end to its last outcome, p50 / worst run's max: "
+        + "; ".join(f"{n} {_f(p50)} / {_f(worst)} ms" for n, p50, worst in late),
+        _verdict(all(worst <= 500.0 for *_, worst in late)),
+        "the emulator process reports each job's exact end; outcomes are timed in the client",
+    )
 
 
 #: (experiment, entrant) whose jobs last 2-10 s: the polling targets.
@@ -423,6 +467,8 @@ def _notes(exp: Experiment, runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                 "before it was stopped.",
                 "",
             ]
+    if exp.key in {key for key, _, _ in WEBHOOKS}:
+        lines += _webhook_notes(exp, runs)
     if exp.key == "W4":
         for label in ("sdk", "handrolled"):
             s = summarise(runs.get(label, []))
@@ -434,6 +480,54 @@ def _notes(exp: Experiment, runs: dict[str, list[dict[str, Any]]]) -> list[str]:
                 )
         lines.append("")
     return lines
+
+
+def _requests(result: dict[str, Any]) -> float:
+    return float(result["posts"] + result["gets"]) * 10_000 / float(result["n"])
+
+
+def _webhook_notes(exp: Experiment, runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Requests and lateness with webhooks against the same run's polling baseline."""
+    base = exp.entrants[0].label
+    by_rep = {r["rep"]: r for r in runs.get(base, []) if "error" not in r}
+    lines = [
+        "| contender | requests / 10k (POST + GET) | vs without | job end to first outcome "
+        "p50 / max (ms) | job end to last outcome p50 / max (ms) | deliveries received "
+        "| CPU s / 100k | vs without |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for entrant in exp.entrants:
+        good = [r for r in runs.get(entrant.label, []) if "error" not in r and "posts" in r]
+        if not good:
+            continue
+        s = summarise(good)
+        ratios: dict[str, list[float]] = {"req": [], "cpu": []}
+        for r in good:
+            b = by_rep.get(r["rep"])
+            if b is not None and _requests(b):
+                ratios["req"].append(_requests(r) / _requests(b))
+                ratios["cpu"].append(r["cpu_per_100k_s"] / b["cpu_per_100k_s"])
+        vs = {k: f"{_f(median(v), 2)}{X}" if v else DASH for k, v in ratios.items()}
+        late_max = max(r.get("late_max_ms", math.nan) for r in good)
+        last_max = max(r.get("late_last_max_ms", math.nan) for r in good)
+        received = _f(median(r.get("webhooks_received", math.nan) for r in good))
+        lines.append(
+            f"| {LABELS.get(entrant.label, entrant.label)} "
+            f"| {_f(median(_requests(r) for r in good), 2)} | {vs['req']} "
+            f"| {_f(s.get('late_p50_ms'))} / {_f(late_max)} "
+            f"| {_f(s.get('late_last_p50_ms'))} / {_f(last_max)} "
+            f"| {received if entrant.label != base else DASH} "
+            f"| {_f(s.get('cpu_per_100k_s'), 2)} | {vs['cpu']} |"
+        )
+    return [
+        *lines,
+        "",
+        "Medians over the repetitions; *vs without*: median of the per-repetition ratios to "
+        f"{LABELS.get(base, base)} without webhooks in the same repetition; maxima over "
+        "every job of every run. *Deliveries received*: by the client's receiver during the "
+        "run (median per run).",
+        "",
+    ]
 
 
 def _memory(runs: dict[str, list[dict[str, Any]]]) -> list[str]:

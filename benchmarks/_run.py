@@ -25,6 +25,7 @@ from typing import Any
 from benchmarks._contenders import DEFAULTS, Contender, make_contender
 from benchmarks._emulator import EmulatorProcess
 from benchmarks._measure import LagTicker, Recorder
+from benchmarks._webhooks import WebhookSite
 from benchmarks.baselines import raw
 
 #: Emulator defaults: Thanx's limits, and jobs of the emulator's default pace.
@@ -122,8 +123,8 @@ async def _produce_trickle(
         await asyncio.sleep(0.001)
 
 
-async def run_flow(  # noqa: PLR0915 - one run, top to bottom, reads best in one piece
-    spec: dict[str, Any], emulator: EmulatorProcess
+async def run_flow(  # noqa: PLR0912, PLR0915 - one run, top to bottom, reads best in one piece
+    spec: dict[str, Any], emulator: EmulatorProcess, site: WebhookSite | None = None
 ) -> dict[str, Any]:
     """Burst, trickle or saturate: submit, wait for the outcomes (or the time box), measure."""
     n = spec["n"]
@@ -135,6 +136,8 @@ async def run_flow(  # noqa: PLR0915 - one run, top to bottom, reads best in one
         tmp = tempfile.mkdtemp(prefix="bench-journal-")
         spec = spec | {"journal": str(Path(tmp) / "journal.db")}
     contender = make_contender(spec["contender"], emulator.url, spec)
+    if site is not None:
+        site.attach(contender)
     if not spec.get("gc_off"):
         gc.collect()
     ticker = LagTicker()
@@ -175,6 +178,7 @@ async def run_flow(  # noqa: PLR0915 - one run, top to bottom, reads best in one
     }
     result["ids_per_s"] = result["ok"] / elapsed if elapsed > 0 else 0.0
     result["cpu_per_100k_s"] = cpu / max(1, rec.resolved if (box or timed_out) else n) * 100_000
+    result |= site.extra(stats) if site is not None else {}
     if stats:
         result |= wire(stats)
         if box:
@@ -300,12 +304,22 @@ async def main_async(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["contender"] == "null":
         emulator = EmulatorProcess(**options)
         return await run_flow(spec, emulator)  # no emulator process: nothing goes on the wire
-    async with EmulatorProcess(**options) as emulator:
-        if spec["workload"] == "raw":
-            return await run_raw(spec, emulator)
-        if spec["workload"] == "memory":
-            return await run_memory(spec, emulator)
-        return await run_flow(spec, emulator)
+    site = None
+    if spec.get("webhooks"):
+        # The client's endpoint first: the emulator is told where to deliver.
+        site = WebhookSite()
+        await site.start()
+        options |= {"webhooks": site.emulator_options(spec["webhooks"])}
+    try:
+        async with EmulatorProcess(**options) as emulator:
+            if spec["workload"] == "raw":
+                return await run_raw(spec, emulator)
+            if spec["workload"] == "memory":
+                return await run_memory(spec, emulator)
+            return await run_flow(spec, emulator, site)
+    finally:
+        if site is not None:
+            await site.aclose()
 
 
 def main() -> None:

@@ -37,8 +37,19 @@ W4_LIMITS = {"per_second": 5, "per_window": 44, "window": 20.0}
 W4_BOX = 60.0
 #: ``max_pending`` that never binds (W1-floor's runs without back-pressure).
 UNBOUNDED = 1_000_000_000
+#: The webhook Thanx sends once per job, the one that finishes a batch without polling.
+COMPLETED = "reward_batch.completed"
+#: Both webhooks: also one ``reward.issued`` per reward (10,000 per full job).
+EVERY_EVENT = "reward_batch.completed,reward.issued"
 #: Job timestamps finer than the whole seconds the API documents (the emulator's default).
 MS_STAMPS = {"timespec": "milliseconds"}
+
+
+WEBHOOKS_NOTE = (
+    "*+webhooks*: the emulator posts each job's `reward_batch.completed`, signed, to a "
+    "`WebhookReceiver` served by aiohttp in the client process, which hands it to the "
+    "batcher (and so polls each job only after its predicted end plus a 2 s grace)"
+)
 
 
 def _spec(workload: str, n: int, emulator: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -186,6 +197,29 @@ def experiments(scale: float = 1.0, reps: int | None = None) -> list[Experiment]
                 ),
             ],
             r(3),
+        ),
+        Experiment(
+            "W1-webhooks",
+            "Burst as W1, with and without the emulator's webhooks",
+            _spec("burst", n(200_000), fast, page=100),
+            [
+                Entrant("sdk", "sdk"),
+                Entrant("sdk+webhooks", "sdk", {"webhooks": COMPLETED}),
+            ],
+            r(3),
+            note=WEBHOOKS_NOTE,
+        ),
+        Experiment(
+            "W2-webhooks",
+            "Trickle as W2, with and without the emulator's webhooks",
+            _spec("trickle", n(30_000), TRICKLE_JOBS | THANX_LIMITS, rate=2000.0, max_wait=1.0),
+            [
+                Entrant("sdk", "sdk"),
+                Entrant("sdk+webhooks", "sdk", {"webhooks": COMPLETED}),
+                Entrant("sdk+webhooks every event", "sdk", {"webhooks": EVERY_EVENT}),
+            ],
+            r(3),
+            note=WEBHOOKS_NOTE + "; *every event*: also one `reward.issued` per reward",
         ),
         Experiment(
             "W3",

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -29,6 +30,7 @@ from tests.cli.support import (
     SECRET_TOKEN,
     EmulatorThread,
     accepted_issues,
+    cli_env,
     emulator_thread,
     wait_until,
 )
@@ -371,3 +373,111 @@ def test_testing_guide_example() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 passed" in result.stdout
+
+
+#: The webhook secret the web examples are given (a fake, never printed by them).
+WEBHOOK_SECRET = "whsec-example-5d1c9e7a"
+#: Jobs that last 0.3 s: a completion arrives after the POST's answer, as with Thanx.
+WEBHOOK_JOBS: dict[str, Any] = {"start_delay": 0.3, "speed": 1_000_000.0}
+
+
+def summary(emulator: EmulatorThread) -> dict[str, Any]:
+    """The emulator's ``/_emulator/summary``, read over HTTP as a user would."""
+    return httpx.get(f"{emulator.url}/_emulator/summary", timeout=10).json()  # type: ignore[no-any-return]
+
+
+def test_webhooks_aiohttp_app_resolves_rewards_without_polling(tmp_path: Path) -> None:
+    """The emulator delivers to the aiohttp example: every reward resolves, not one poll."""
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/webhooks/thanx"
+    with emulator_thread(**WEBHOOK_JOBS, webhook_url=hook, webhook_secret=WEBHOOK_SECRET) as emu:
+        env = emu.env(PORT=str(port), THANX_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        process = start([str(EXAMPLES / "webhooks_aiohttp.py")], env)
+        try:
+            wait_for_port(port, process)
+
+            async def clients() -> tuple[list[tuple[int, Any]], int, dict[str, int]]:
+                async with aiohttp.ClientSession() as session:
+
+                    async def post(identifier: str) -> tuple[int, Any]:
+                        url = f"http://127.0.0.1:{port}/rewards"
+                        async with session.post(url, json={"identifier": identifier}) as r:
+                            return r.status, await r.json()
+
+                    people = [f"hook{n}@example.com" for n in range(40)]
+                    answers = await asyncio.gather(
+                        *(post(p) for p in [*people, "unknown.hook@example.com", "nope"])
+                    )
+                    forged = b'{"event":"reward_batch.completed","data":{}}'
+                    headers = {"X-Thanx-Signature": "0" * 64}
+                    async with session.post(hook, data=forged, headers=headers) as r:
+                        refused = r.status
+                    async with session.get(f"http://127.0.0.1:{port}/stats") as r:
+                        stats = await r.json()
+                    return answers, refused, stats
+
+            answers, refused, stats = asyncio.run(clients())
+        finally:
+            out, err = stop(process)
+        counts = summary(emu)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert WEBHOOK_SECRET not in out + err
+    assert [body["status"] for _, body in answers[:40]] == ["issued"] * 40
+    assert answers[40][1]["status"] == "failed"
+    assert answers[41][0] == 422
+    assert refused == 401
+    assert stats["polls"] == 0
+    assert stats["webhooks_accepted"] >= 2  # a completion per job, and reward.issued
+    assert stats["webhooks_refused"] == 1
+    assert "get_job" not in counts["requests"]["by_route"]  # no poll reached the emulator
+    assert counts["rewards"]["rewarded_more_than_once"] == 0
+
+
+def test_webhooks_aiohttp_app_needs_its_secret() -> None:
+    """Without THANX_WEBHOOK_SECRET the example refuses to start, and says why."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "webhooks_aiohttp.py")],
+        env=cli_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "set THANX_WEBHOOK_SECRET" in result.stderr
+
+
+def test_webhooks_fastapi_replicas_share_deliveries_through_redis(redis_url: str) -> None:
+    """Two uvicorn replicas: rewards asked of A, webhooks posted to B, resolved in A, 0 polls."""
+    a, b = free_port(), free_port()
+    hook = f"http://127.0.0.1:{b}/webhooks/thanx"
+    args = ["-m", "uvicorn", "webhooks_fastapi:app", "--app-dir", str(EXAMPLES)]
+    with emulator_thread(**WEBHOOK_JOBS, webhook_url=hook, webhook_secret=WEBHOOK_SECRET) as emu:
+        env = emu.env(THANX_WEBHOOK_SECRET=WEBHOOK_SECRET, REDIS_URL=redis_url)
+        replicas = [start([*args, "--host", "127.0.0.1", "--port", str(p)], env) for p in (a, b)]
+        try:
+            for port, replica in zip((a, b), replicas, strict=True):
+                wait_for_port(port, replica)  # uvicorn listens once the lifespan has started
+
+            async def clients() -> tuple[list[httpx.Response], list[dict[str, int]]]:
+                async with httpx.AsyncClient(timeout=30) as c:
+                    people = [f"+1415666{n:04d}" for n in range(1, 31)] + ["unknown.r@example.com"]
+                    url = f"http://127.0.0.1:{a}/rewards"
+                    answers = await asyncio.gather(
+                        *(c.post(url, json={"identifier": p}) for p in people)
+                    )
+                    stats = [(await c.get(f"http://127.0.0.1:{p}/stats")).json() for p in (a, b)]
+                    return list(answers), stats
+
+            answers, (stats_a, stats_b) = asyncio.run(clients())
+        finally:
+            outputs = [stop(replica) for replica in replicas]
+        counts = summary(emu)
+    for replica, (_, err) in zip(replicas, outputs, strict=True):
+        assert replica.returncode == 0, err
+        assert "Application shutdown complete" in err
+        assert "Traceback" not in err
+    assert [r.json()["status"] for r in answers[:30]] == ["issued"] * 30
+    assert answers[30].json()["error"] == "User not found"
+    assert stats_a["polls"] == 0
+    assert stats_a["posts"] >= 1
+    assert stats_a["webhooks_accepted"] == 0  # A heard of its jobs from B, through Redis
+    assert stats_b["webhooks_accepted"] >= 1
+    assert "get_job" not in counts["requests"]["by_route"]
