@@ -198,3 +198,47 @@ async def test_a_delivery_that_does_not_account_for_the_batch_makes_it_poll(
             outcomes = await asyncio.gather(*futures)
     assert all(o.issued for o in outcomes)
     assert batcher.stats().polls >= 1
+
+
+async def test_a_webhook_that_beats_the_posts_answer_still_counts() -> None:
+    """A completion that arrives before the POST's 202 is processed resolves the batch, no poll."""
+    from collections.abc import Mapping
+
+    from tests.hostile import ScriptedTransport, completed, scripted_client
+    from thanx_async._transport._http import Response
+    from thanx_async.webhooks import RewardBatchCompleted
+
+    batchers: list[ta.RewardBatcher] = []
+
+    class Racing(ScriptedTransport):
+        async def send(
+            self,
+            method: str,
+            url: str,
+            *,
+            headers: Mapping[str, str],
+            body: bytes | None,
+            timeout: float,
+        ) -> Response:
+            response = await super().send(method, url, headers=headers, body=body, timeout=timeout)
+            if method == "POST":  # the job ends, and its webhook lands, before we read the 202
+                event = RewardBatchCompleted(
+                    issuance_job_id="job_1",
+                    state=ta.JobState.COMPLETED,
+                    total_count=3,
+                    issued_count=3,
+                    failed_count=0,
+                )
+                assert not batchers[0].receive_webhook(event)  # not followed yet
+            return response
+
+    transport = Racing(completed)
+    async with scripted_client(transport) as client:
+        batcher = ta.RewardBatcher(
+            client, merchant_id="m", campaign_id="c", variant_id="v", webhook_grace=30.0
+        )
+        batchers.append(batcher)
+        async with batcher:
+            outcomes = await asyncio.gather(*(batcher.issue(f"u{i}@example.com") for i in range(3)))
+    assert all(o.issued for o in outcomes)
+    assert transport.polls == 0

@@ -196,6 +196,7 @@ class RewardBatcher:
             budget=self._budget,
             telemetry=self._telemetry,
         )
+        self._webhook_grace = webhook_grace
         if webhook_grace is not None:
             self._tracker.expect_pushes(webhook_grace)
         self._durable = (
@@ -430,15 +431,22 @@ class RewardBatcher:
             return False
         return self._runner.completed(cast("RewardBatchCompleted", event))
 
-    def expect_webhooks(self, grace: float = DEFAULT_WEBHOOK_GRACE) -> None:
+    def expect_webhooks(self, grace: float | None = None) -> None:
         """Webhooks will say when jobs end: poll each job only ``grace`` s after its predicted end.
 
-        Called by :class:`~thanx_async.webhooks.WebhookReceiver` for the
-        batchers it is given (or pass ``webhook_grace`` to the constructor,
-        e.g. in a process that receives deliveries through Redis). A job whose
-        webhook arrives then costs no poll; polling stays the safety net, as
-        Thanx never retries a webhook.
+        Called by :class:`~thanx_async.webhooks.WebhookReceiver` (and
+        ``thanx_async.redis.WebhookRelay``) for the batchers it is given, or
+        pass ``webhook_grace`` to the constructor. A job whose webhook arrives
+        then costs no poll; polling stays the safety net, as Thanx never
+        retries a webhook.
+
+        Args:
+            grace: seconds; None keeps the ``webhook_grace`` given to the
+                constructor, or else 2 s.
         """
+        if grace is None:
+            grace = DEFAULT_WEBHOOK_GRACE if self._webhook_grace is None else self._webhook_grace
+        self._webhook_grace = grace
         self._tracker.expect_pushes(grace)
 
     def stats(self) -> BatcherStats:

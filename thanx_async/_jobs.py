@@ -205,9 +205,15 @@ class JobTracker:
         tracked = self._jobs.get(job_id)
         if tracked is None:
             return False
+        now = asyncio.get_running_loop().time()
+        knew = self._pace.known
         if job.state is JobState.COMPLETED:
-            self._pace.pushed(tracked.view, asyncio.get_running_loop().time())
+            self._pace.pushed(tracked.view, now)
         self._finish(tracked, job)
+        if self._pace.known and not knew:
+            # Jobs placed at the longest interval while nothing was known: their
+            # safety-net polls can now go just after their predicted ends.
+            self._replan_unknown(now, earlier_only=True)
         return True
 
     def notify_finished(self, job_id: str) -> bool:
@@ -276,11 +282,13 @@ class JobTracker:
         """Whether the rate budget binds (then one poll per job, just after its end)."""
         return self._budget is not None and self._budget.saturated
 
-    def _replan_unknown(self, now: float) -> None:
+    def _replan_unknown(self, now: float, *, earlier_only: bool = False) -> None:
         """Plan again the polls that were placed while nothing was known of the pace."""
         for tracked in list(self._jobs.values()):
             if tracked.predicted_end is None and tracked.due is not None:
-                self._schedule(tracked, now + self._next_wait(tracked, now))
+                when = now + self._next_wait(tracked, now)
+                if not earlier_only or when < tracked.due:
+                    self._schedule(tracked, when)
 
     def _release(self, tracked: _Tracked) -> None:
         """A job stops being followed: if it was the scout, another takes over."""

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,9 @@ __all__ = ["RESOLVE_SLICE", "BatchRunner"]
 
 logger = logging.getLogger("thanx_async.batcher")
 
+#: Completions for jobs not followed (yet) kept, at most, and for how long (seconds).
+_EARLY_MAX = 1_024
+_EARLY_FOR = 60.0
 #: Futures resolved per event-loop turn, so 10,000 outcomes never stall the caller's loop.
 RESOLVE_SLICE = 500
 
@@ -89,6 +94,8 @@ class BatchRunner:
         self.queued_posts = 0
         #: Batches whose job is being followed, by job id (for webhooks).
         self._following: dict[str, SealedBatch] = {}
+        #: Completions that arrived before their job's POST was answered here.
+        self._early: OrderedDict[str, tuple[float, RewardBatchCompleted]] = OrderedDict()
 
     async def run(self, sealed: SealedBatch) -> None:
         """The whole life of one batch; never raises (except cancellation)."""
@@ -143,6 +150,13 @@ class BatchRunner:
         job_id = event.issuance_job_id
         sealed = self._following.get(job_id)
         if sealed is None:
+            # Maybe ours, with the POST's answer still on its way (a near-instant job):
+            # kept a short while, bounded, for the batch that will follow it.
+            early = self._early
+            early[job_id] = (time.monotonic(), event)
+            early.move_to_end(job_id)
+            while len(early) > _EARLY_MAX:
+                early.popitem(last=False)
             return False
         merchant = event.merchant_id
         job = None if merchant not in (None, sealed.partition.merchant_id) else (
@@ -265,6 +279,9 @@ class BatchRunner:
         tracked = self._tracker.track(job, merchant_id=sealed.partition.merchant_id)
         self._following[job.id] = sealed
         tracked.add_done_callback(lambda _: self._following.pop(job.id, None))
+        early = self._early.pop(job.id, None)
+        if early is not None and time.monotonic() - early[0] <= _EARLY_FOR:
+            self.completed(early[1])  # its webhook beat the POST's answer here
         try:
             try:
                 if self._job_timeout is None:
