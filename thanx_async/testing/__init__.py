@@ -31,6 +31,9 @@ With ``webhook_url=`` (or ``--webhook-url``) the emulator also posts signed
 ``reward.issued`` and ``reward_batch.completed`` webhooks when jobs end, with
 scriptable faults (``state.webhooks.faults``) and a record of every delivery
 (``state.webhooks.deliveries``).
+
+:class:`RedisServer` starts a real ``redis-server`` on a free port, for
+testing code that uses the Redis backends.
 """
 
 # Names are imported on first use (PEP 562), so importing the package (which
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
         Credential,
         LoggedRequest,
     )
+    from thanx_async.testing._redis_server import AOF_ALWAYS, RedisServer
     from thanx_async.testing._server import ThanxEmulator, main, run_forever
     from thanx_async.testing._state import EmulatorState, default_not_found
     from thanx_async.testing._webhook_faults import WebhookFault, WebhookFaults
@@ -74,6 +78,7 @@ if TYPE_CHECKING:
     )
 
 _EXPORTS = {
+    "AOF_ALWAYS": "thanx_async.testing._redis_server",
     "Campaign": "thanx_async.testing._catalog",
     "Credential": "thanx_async.testing._records",
     "DEFAULT_ACCESS_TOKEN": "thanx_async.testing._records",
@@ -93,6 +98,7 @@ _EXPORTS = {
     "OTHER_MERCHANT_ID": "thanx_async.testing._catalog",
     "READONLY_ACCESS_TOKEN": "thanx_async.testing._records",
     "READONLY_CLIENT_ID": "thanx_async.testing._records",
+    "RedisServer": "thanx_async.testing._redis_server",
     "ThanxEmulator": "thanx_async.testing._server",
     "Variant": "thanx_async.testing._catalog",
     "WebhookDelivery": "thanx_async.testing._webhooks",
@@ -106,6 +112,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AOF_ALWAYS",
     "DEFAULT_ACCESS_TOKEN",
     "DEFAULT_CAMPAIGN_ID",
     "DEFAULT_CLIENT_ID",
@@ -125,6 +132,7 @@ __all__ = [
     "LedgerEntry",
     "LoggedRequest",
     "ManualClock",
+    "RedisServer",
     "ThanxEmulator",
     "Variant",
     "WebhookDelivery",
