@@ -65,3 +65,54 @@ async def test_a_saturated_stream_sends_full_batches_and_resolves_everyone(
     assert len(state.requests_for("get_job")) <= 1.05 * len(sizes) + 1
     counts = collections.Counter(e.identifier_value for e in state.ledger())
     assert set(counts.values()) == {1}
+
+
+@pytest.mark.slow
+@pytest.mark.thanx_emulator(
+    start_delay=0.2,
+    speed=20_000.0,
+    rate_limit_per_second=5,
+    rate_limit_per_window=20,
+    rate_limit_window=10.0,
+)
+async def test_saturated_with_small_batches_accepted_jobs_do_not_pile_up(
+    thanx_emulator: ThanxEmulator,
+) -> None:
+    """Batches capped at 50, far more than the budget carries: one poll per job, no pile-up.
+
+    If POSTs kept winning the budget, accepted jobs would pile up unresolved,
+    their people waiting ever longer (a saturated minute once accepted 9,000
+    identifiers and resolved 4,200). Due polls go first: after the first
+    window's burst, the jobs accepted but unresolved stop growing.
+    """
+    async with (
+        ta.ThanxClient(
+            client_id=DEFAULT_CLIENT_ID,
+            access_token=DEFAULT_ACCESS_TOKEN,
+            base_url=thanx_emulator.url,
+            rate_limit=LIMIT,
+        ) as client,
+        ta.RewardBatcher(
+            client,
+            merchant_id=DEFAULT_MERCHANT_ID,
+            campaign_id=DEFAULT_CAMPAIGN_ID,
+            variant_id=DEFAULT_VARIANT_ID,
+            max_batch_size=50,
+            close_timeout=0.5,
+        ) as batcher,
+    ):
+        futures = [await batcher.submit(f"u{i}@example.com") for i in range(5_000)]
+        backlog = []  # identifiers accepted and unresolved, every 0.5 s
+        for _ in range(40):  # the first window's burst, then a window sustained
+            await asyncio.sleep(0.5)
+            backlog.append(batcher.stats().accepted - sum(f.done() for f in futures))
+        resolved = sum(f.done() for f in futures)
+    closed = await asyncio.gather(*futures, return_exceptions=True)  # the rest: closed
+    assert {type(c) for c in closed if isinstance(c, BaseException)} <= {ta.BatcherClosedError}
+    state = thanx_emulator.state
+    assert not [r for r in state.requests if r.status == 429]
+    posts = len(state.requests_for("issue"))
+    polls = len(state.requests_for("get_job"))
+    assert posts + polls >= 30, (posts, polls)  # the budget was used
+    assert polls <= 1.05 * (resolved // 50) + 1, (posts, polls, resolved)  # one poll per job
+    assert max(backlog[20:]) <= max(backlog[:20]) + 100, backlog  # two jobs of slack

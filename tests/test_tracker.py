@@ -24,7 +24,7 @@ import pytest
 from thanx_async._errors import JobTimeoutError, NotFoundError
 from thanx_async._jobs import JobTracker
 from thanx_async._models import IssuanceJob, JobState
-from thanx_async._pace import JobView, Pace
+from thanx_async._pace import STAMP_SLACK, JobView, Pace
 from thanx_async._serde import read_job
 from thanx_async.testing import (
     DEFAULT_CAMPAIGN_ID,
@@ -618,3 +618,17 @@ def test_a_late_poll_does_not_nudge_the_model() -> None:
     view = JobView(accepted_at=0.0, total=1_000)
     pace.ended(view, 8.0, _job("completed", 1_000), predicted=5.0, on_time=False)
     assert pace == Pace(delay=0.5, per_item=0.0045)
+
+
+def test_while_the_budget_binds_a_late_answer_starts_the_model_at_the_stamps_bound() -> None:
+    """No answer is on time under saturation: the stamps' latest end starts the model."""
+    job = _job(
+        "completed", 100, created_at="2025-06-15T10:30:00", completed_at="2025-06-15T10:30:00"
+    )
+    pace, view = Pace(), JobView(accepted_at=0.0, total=100)
+    pace.ended(view, 9.0, job, on_time=False)  # the budget's ordinary lateness: nothing learnt
+    assert not pace.known
+    pace.ended(view, 9.0, job, on_time=False, late_bound=True)
+    end = pace.predict_end(JobView(accepted_at=20.0, total=100))
+    assert end is not None
+    assert 20.0 < end <= 20.0 + STAMP_SLACK  # at most a second after acceptance, not 9

@@ -135,6 +135,10 @@ class JobTracker:
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._polls: set[asyncio.Task[None]] = set()
+        #: Polls that are due and not answered yet (waiting for a slot or for budget).
+        self._due_polls = 0
+        self._no_due_polls = asyncio.Event()
+        self._no_due_polls.set()
         self._closed = False
 
     @property
@@ -282,6 +286,18 @@ class JobTracker:
         """Whether the rate budget binds (then one poll per job, just after its end)."""
         return self._budget is not None and self._budget.saturated
 
+    async def make_way(self) -> None:
+        """Wait, while the budget binds, until the polls that are due have been sent.
+
+        A new POST calls this first. Under saturation each job needs its one
+        poll: if POSTs kept winning the budget, accepted jobs would pile up
+        unresolved (their people waiting ever longer) while the budget went to
+        more jobs. Due polls going first keeps POSTs and polls one to one, so
+        everything accepted resolves. Without saturation POSTs never wait here.
+        """
+        while self._due_polls and self._scarce() and not self._closed:
+            await self._no_due_polls.wait()
+
     def _replan_unknown(self, now: float, *, earlier_only: bool = False) -> None:
         """Plan again the polls that were placed while nothing was known of the pace."""
         for tracked in list(self._jobs.values()):
@@ -308,7 +324,13 @@ class JobTracker:
                 if timeout <= 0:
                     due, _, tracked = heapq.heappop(heap)
                     tracked.due = None
-                    await self._poll_slots.acquire()
+                    self._due_polls += 1
+                    self._no_due_polls.clear()
+                    try:
+                        await self._poll_slots.acquire()
+                    except BaseException:
+                        self._poll_done()
+                        raise
                     task = loop.create_task(self._poll(tracked, due))
                     self._polls.add(task)
                     task.add_done_callback(self._polls.discard)
@@ -342,6 +364,12 @@ class JobTracker:
             self._fail(tracked, exc)
         finally:
             self._poll_slots.release()
+            self._poll_done()
+
+    def _poll_done(self) -> None:
+        self._due_polls -= 1
+        if not self._due_polls:
+            self._no_due_polls.set()
 
     def _answered(self, tracked: _Tracked, job: IssuanceJob | None, due: float) -> None:
         """Learn from a poll's answer (None: it failed) and finish the job or plan the next poll."""
@@ -370,9 +398,15 @@ class JobTracker:
             if job.is_terminal:
                 # A poll placed late on purpose (budget scarce, webhooks expected) says
                 # nothing about how early the job ended: no probing sooner from it.
-                on_time = now - due <= _ON_TIME and not self._scarce() and self._grace is None
+                scarce = self._scarce()
+                on_time = now - due <= _ON_TIME and not scarce and self._grace is None
                 self._pace.ended(
-                    tracked.view, now, job, predicted=tracked.predicted_end, on_time=on_time
+                    tracked.view,
+                    now,
+                    job,
+                    predicted=tracked.predicted_end,
+                    on_time=on_time,
+                    late_bound=scarce,
                 )
                 self._finish(tracked, job)
                 return
@@ -412,6 +446,7 @@ class JobTracker:
         so an exception set on them would only be logged as never retrieved.
         """
         self._closed = True
+        self._no_due_polls.set()  # a POST waiting in make_way goes on (and meets the closing)
         tasks = [*self._polls, *([self._runner] if self._runner else [])]
         for task in tasks:
             task.cancel()

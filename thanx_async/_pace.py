@@ -173,6 +173,7 @@ class Pace:
         *,
         predicted: float | None = None,
         on_time: bool = False,
+        late_bound: bool = False,
     ) -> None:
         """Learn from a terminal answer received at ``at``.
 
@@ -183,6 +184,9 @@ class Pace:
             predicted: the end this poll was placed after (None: none was known).
             on_time: the poll went out when it was scheduled (not held up by
                 the rate budget or a retry), so its answer tests the prediction.
+            late_bound: with nothing known and a late answer, start the model
+                at the latest end the job's stamps allow (the tracker asks for
+                this while the budget binds, when no answer is on time).
         """
         if view.last is not None or job.state is not JobState.COMPLETED:
             return  # learnt while it ran; or it did not run its course
@@ -197,8 +201,14 @@ class Pace:
                 low, high = low_s, high_s
         end = self.predict_end(view)
         if end is None:
-            if on_time:  # a late answer bounds the end too loosely to start a model with
+            if on_time:
                 self._fit(view, (low + high) / 2 - view.accepted_at)
+            elif late_bound and high < at:
+                # Only late answers come while the budget binds, and without a model
+                # every job waits the longest interval, its poll landing among POSTs.
+                # The stamps bound the end from above: start the model there. Too late a
+                # prediction costs latency, never budget; later answers correct it.
+                self._fit(view, high - view.accepted_at)
         elif not low <= end <= high:
             self._fit(view, (low + high) / 2 - view.accepted_at)
         elif on_time and predicted is not None:

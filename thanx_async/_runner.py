@@ -175,10 +175,18 @@ class BatchRunner:
 
     @contextlib.asynccontextmanager
     async def _waiting_turn(self) -> AsyncIterator[None]:
-        """One of ``max_in_flight`` POST slots; ``queued_posts`` counts who waits for one."""
+        """One of ``max_in_flight`` POST slots; ``queued_posts`` counts who waits for one.
+
+        While the budget binds, due polls go first (see ``JobTracker.make_way``).
+        """
         self.queued_posts += 1
         try:
             await self._in_flight.acquire()
+            try:
+                await self._tracker.make_way()
+            except BaseException:
+                self._in_flight.release()
+                raise
         finally:
             self.queued_posts -= 1
         try:
