@@ -27,6 +27,7 @@ from benchmarks._emulator import EmulatorProcess
 from benchmarks._measure import LagTicker, Recorder
 from benchmarks._webhooks import WebhookSite
 from benchmarks.baselines import raw
+from thanx_async.testing import AOF_ALWAYS, RedisServer
 
 #: Emulator defaults: Thanx's limits, and jobs of the emulator's default pace.
 EMULATOR_DEFAULTS: dict[str, Any] = {
@@ -132,9 +133,14 @@ async def run_flow(  # noqa: PLR0912, PLR0915 - one run, top to bottom, reads be
     parts = partitions_for(n, spec.get("partitions", 1), spec.get("seed", 1))
     rec = Recorder(n)
     tmp = None
+    redis_server = None
     if spec.get("journal"):
         tmp = tempfile.mkdtemp(prefix="bench-journal-")
-        spec = spec | {"journal": str(Path(tmp) / "journal.db")}
+        if spec["journal"] == "redis":
+            redis_server = _start_redis(Path(tmp), spec.get("redis_args", AOF_ALWAYS))
+            spec = spec | {"journal": _redis_journal(redis_server.url)}
+        else:
+            spec = spec | {"journal": str(Path(tmp) / "journal.db")}
     contender = make_contender(spec["contender"], emulator.url, spec)
     if site is not None:
         site.attach(contender)
@@ -194,13 +200,47 @@ async def run_flow(  # noqa: PLR0912, PLR0915 - one run, top to bottom, reads be
         await asyncio.wait_for(contender.aclose(), 2.0)
     except (TimeoutError, Exception) as exc:  # noqa: BLE001 - boxed runs leave work behind
         result["close"] = type(exc).__name__
+    if redis_server is not None:
+        result |= await _redis_info(redis_server.url)
+        redis_server.stop()
     if tmp is not None:
         result["journal_bytes"] = await asyncio.to_thread(_size_of, Path(tmp))
     return result
 
 
+def _start_redis(folder: Path, args: Any) -> RedisServer:
+    """A redis-server of the run's own (AOF fsynced per write unless ``redis_args`` say else)."""
+    server = RedisServer(folder, extra_args=list(args))
+    server.start()
+    return server
+
+
+def _redis_journal(url: str) -> Any:
+    # Imported here: redis-py is in the `redis` extra, which only this entrant needs.
+    from thanx_async.redis import RedisJournal  # noqa: PLC0415
+
+    return RedisJournal(url, name="bench")
+
+
+async def _redis_info(url: str) -> dict[str, Any]:
+    """Redis's memory (its data while results are kept) and CPU at the end of the run."""
+    import redis.asyncio  # noqa: PLC0415 - see _redis_journal
+
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        memory, cpu = await client.info("memory"), await client.info("cpu")
+        scripts = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {
+        "redis_used_memory": int(memory["used_memory"]),
+        "redis_cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        "redis_script_s": scripts.get("cmdstat_evalsha", {}).get("usec", 0) / 1e6,
+    }
+
+
 def _size_of(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir())
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _box_counts(arrivals: list[list[Any]], mono0: float, box: float) -> dict[str, Any]:

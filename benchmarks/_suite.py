@@ -177,10 +177,15 @@ def experiments(scale: float = 1.0, reps: int | None = None) -> list[Experiment]
                 Entrant("sdk+journal", "sdk", {"journal": True}),
                 Entrant("sdk concurrent", "sdk", {"concurrent": True}),
                 Entrant("sdk+journal concurrent", "sdk", {"journal": True, "concurrent": True}),
+                Entrant("sdk+redis", "sdk", {"journal": "redis"}),
+                Entrant("sdk+redis concurrent", "sdk", {"journal": "redis", "concurrent": True}),
             ],
             r(3),
             note="sequential: one `await submit()` after the other; concurrent: the 100 "
-            "submissions of a page run as concurrent tasks and are awaited together",
+            "submissions of a page run as concurrent tasks and are awaited together; "
+            "*journal*: the SQLite `Journal` (synchronous=FULL) on this machine's disk; "
+            "*Redis journal*: `RedisJournal` on a redis-server of the run's own on 127.0.0.1 "
+            "with `appendonly yes`, `appendfsync always` (every acknowledged write fsynced)",
             enabled=journal,
             disabled_reason="RewardBatcher does not accept journal= in this build",
         ),
