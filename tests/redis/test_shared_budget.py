@@ -234,6 +234,14 @@ async def test_saturated_tells_when_the_budget_binds(
     async with limiter.slot():
         pass
     assert saturated(limiter)
+    # Nothing is sent while it says so (a batcher keeps filling its batches instead), so
+    # no answer would ever refresh it: a low answer holds for a short window only.
+    await asyncio.sleep(0.35)
+    assert not saturated(limiter)
+    waiting = asyncio.create_task(_take(limiter))  # asks again: the window is still spent
+    await asyncio.sleep(0.1)
+    assert saturated(limiter)
+    waiting.cancel()
 
 
 def connected(limiter: RedisRateLimiter) -> bool:

@@ -28,6 +28,7 @@ import itertools
 import logging
 import random
 import secrets
+import time
 from typing import TYPE_CHECKING, Self
 
 try:
@@ -188,10 +189,12 @@ class RedisRateLimiter:
             self._budget = self._new_budget(budget_keys(key=key))
         elif client_id is not None:
             self.bind(client_id)
-        self._short_limit = self.rate_limit.short_window[1]
+        self._short_span, self._short_limit = self.rate_limit.short_window
         self._queues = (WaitingLine(background=False), WaitingLine(background=True))
         self._outage: float | None = None  # loop time of the first unanswered attempt
-        self._low = False  # the last answer left less than a short window's budget
+        #: Until when (monotonic) the last answer's "less than a short window's budget
+        #: left in the long window" holds: a short window, then a request must ask again.
+        self._low_until = 0.0
         self._long_left: int | None = None  # what the last answer left of the long window
         self._penalties: set[asyncio.Task[None]] = set()
         self._errands = Errands()
@@ -242,16 +245,20 @@ class RedisRateLimiter:
     def saturated(self) -> bool:
         """Whether the budget binds: cheap, synchronous, no Redis round trip.
 
-        True while a request of this process waits for budget, or when the last
-        answer from Redis left less than one short window's worth of requests
-        in the long window.
+        True while a request of this process waits for budget, or for one short
+        window after an answer from Redis left less than one short window's
+        worth of requests in the long window. Only for a short window: the
+        fleet's budget frees as its requests age out, and no answer comes
+        while this says True and nothing is sent (a batcher then keeps
+        filling its batches instead of sending them), so a stale "low" would
+        hold every batch back until one reached 10,000.
 
         Example::
 
             if limiter.saturated:
                 ...  # the budget binds: fuller batches are worth more than early ones
         """
-        return self._low or any(queue.refused for queue in self._queues)
+        return time.monotonic() < self._low_until or any(q.refused for q in self._queues)
 
     def slot(self, *, background: bool = False) -> contextlib.AbstractAsyncContextManager[Slot]:
         """Wait for budget (FIFO within the class, in this process); see ``RateLimiter.slot``.
@@ -397,7 +404,8 @@ class RedisRateLimiter:
                 ) from exc
             self._outage = None
             failures = 0
-            self._low = grant.long_left < self._short_limit
+            low = grant.long_left < self._short_limit
+            self._low_until = time.monotonic() + self._short_span if low else 0.0
             self._long_left = grant.long_left
             queue.registered = more or not grant.granted
             if grant.granted:
