@@ -41,6 +41,29 @@ def identifiers(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{i}@example.com" for i in range(count)]
 
 
+class LowExpires(RedisRateLimiter):
+    """Diagnostic only (``--low-expires``): the limiter's "long window nearly spent" news expires.
+
+    ``RedisRateLimiter.saturated`` stays true from the answer that left the long
+    window low until the next answer; with budget-aware sealing no request goes
+    while it is true, so nothing refreshes it. Here that news counts for
+    ``hold`` seconds only, to measure what W5 would be with it expiring. Not
+    the SDK's behaviour: it overrides a private attribute.
+    """
+
+    hold = 1.0
+    _low_value = False
+    _low_at = 0.0
+
+    @property
+    def _low(self) -> bool:
+        return self._low_value and time.monotonic() - self._low_at < self.hold
+
+    @_low.setter
+    def _low(self, value: bool) -> None:
+        self._low_value, self._low_at = value, time.monotonic()
+
+
 async def _sample(
     batcher: ta.RewardBatcher, limiter: RedisRateLimiter, t0: float, every: float, out: list[Any]
 ) -> None:
@@ -68,6 +91,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         per_second=spec["per_second"], per_window=spec["per_window"], window=spec["window"]
     )
     limiter = RedisRateLimiter(spec["redis_url"], rate_limit=rate)
+    if spec.get("low_expires"):
+        limiter = LowExpires(spec["redis_url"], rate_limit=rate)
+        limiter.hold = spec["low_expires"]
     client = ta.ThanxClient(
         client_id=DEFAULT_CLIENT_ID,
         access_token=DEFAULT_ACCESS_TOKEN,
@@ -114,13 +140,12 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 i += 1
             await asyncio.sleep(TICK)
         stream_end = time.monotonic()
-        timed_out = False
-        try:
-            async with asyncio.timeout(spec["deadline"]):
-                results = await asyncio.gather(*futures, return_exceptions=True)
-        except TimeoutError:
-            timed_out = True
-            results = [f.exception() or f.result() if f.done() else TimeoutError() for f in futures]
+        # asyncio.wait, not gather: a timeout must leave the futures alone (cancelling
+        # a gather would cancel them, and the batcher would count them as abandoned).
+        _, late = await asyncio.wait(futures, timeout=spec["deadline"])
+        timed_out = bool(late)
+        unresolved = len(late)
+        results = [(f.exception() or f.result()) if f.done() else TimeoutError() for f in futures]
         finished = time.monotonic()
         sampler.cancel()
         bstats, lstats, cstats = batcher.stats(), limiter.stats(), client.stats
@@ -134,6 +159,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "count": count,
         "outcomes": dict(outcomes),
         "timed_out": timed_out,
+        "unresolved": unresolved,
         "t0": t0,
         "stream_s": stream_end - t0,
         "stream_end": stream_end,
