@@ -233,6 +233,7 @@ def measure(
             sum((collections.Counter(c["outcomes"]) for c in children), start=collections.Counter())
         ),
         "timed_out": any(c["timed_out"] for c in children),
+        "unresolved_at_deadline": sum(c["unresolved"] for c in children),
         # Evidence: every request (seconds from the start, method, status), every
         # job (its creation, its size), and what each process had pending when.
         "requests": [[round(a[0] - t0, 3), a[1], a[2]] for a in arrivals],
@@ -258,6 +259,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("end_to_last_outcome_max_s", "stream end to last outcome, max (s)", "{:.2f}"),
     ("outcome_wait_p50_s", "submit to outcome p50 (s)", "{:.2f}"),
     ("outcome_wait_max_s", "submit to outcome max (s)", "{:.2f}"),
+    ("unresolved_at_deadline", "unresolved at the deadline (then sent by aclose)", "{:,.0f}"),
     ("issued", "identifiers issued", "{:,.0f}"),
     ("issued_twice", "issued more than once", "{:.0f}"),
     ("missing", "never issued", "{:.0f}"),
