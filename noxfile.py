@@ -1,4 +1,4 @@
-"""Developer tasks, each runnable alone: tests, lint, types, docs, demo, bench, bench-smoke."""
+"""Developer tasks, each runnable alone: tests, lint, types, docs, demo and the benchmarks."""
 
 from __future__ import annotations
 
@@ -56,3 +56,10 @@ def bench_smoke(session: nox.Session) -> None:
     """The CI smoke benchmark (under a minute): ratio checks with generous slack."""
     session.install("-e", ".")
     session.run("python", "-m", "benchmarks.smoke", *session.posargs)
+
+
+@nox.session(name="bench-fleet", python="3.11")
+def bench_fleet(session: nox.Session) -> None:
+    """W5 (about 8 minutes): four processes share one credential through Redis (redis-server)."""
+    session.install("-e", ".[bench,redis]")
+    session.run("python", "-m", "benchmarks.fleet", *session.posargs)
