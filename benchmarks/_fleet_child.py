@@ -41,29 +41,6 @@ def identifiers(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{i}@example.com" for i in range(count)]
 
 
-class LowExpires(RedisRateLimiter):
-    """Diagnostic only (``--low-expires``): the limiter's "long window nearly spent" news expires.
-
-    ``RedisRateLimiter.saturated`` stays true from the answer that left the long
-    window low until the next answer; with budget-aware sealing no request goes
-    while it is true, so nothing refreshes it. Here that news counts for
-    ``hold`` seconds only, to measure what W5 would be with it expiring. Not
-    the SDK's behaviour: it overrides a private attribute.
-    """
-
-    hold = 1.0
-    _low_value = False
-    _low_at = 0.0
-
-    @property
-    def _low(self) -> bool:
-        return self._low_value and time.monotonic() - self._low_at < self.hold
-
-    @_low.setter
-    def _low(self, value: bool) -> None:
-        self._low_value, self._low_at = value, time.monotonic()
-
-
 async def _sample(
     batcher: ta.RewardBatcher, limiter: RedisRateLimiter, t0: float, every: float, out: list[Any]
 ) -> None:
@@ -91,9 +68,6 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         per_second=spec["per_second"], per_window=spec["per_window"], window=spec["window"]
     )
     limiter = RedisRateLimiter(spec["redis_url"], rate_limit=rate)
-    if spec.get("low_expires"):
-        limiter = LowExpires(spec["redis_url"], rate_limit=rate)
-        limiter.hold = spec["low_expires"]
     client = ta.ThanxClient(
         client_id=DEFAULT_CLIENT_ID,
         access_token=DEFAULT_ACCESS_TOKEN,

@@ -104,7 +104,6 @@ async def _children(
             "window": args.window,
             "batcher": {"max_wait": args.max_wait},
             "deadline": args.deadline,
-            "low_expires": args.low_expires,
             "sample": 0.5,
         }
         procs.append(
@@ -326,13 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait", type=float, default=0.05)
     parser.add_argument(
         "--deadline", type=float, default=120.0, help="seconds to wait for outcomes after a stream"
-    )
-    parser.add_argument(
-        "--low-expires",
-        type=float,
-        default=None,
-        metavar="S",
-        help="diagnostic: the limiter's 'long window nearly spent' expires after S seconds",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="one short run (a dry run)")
