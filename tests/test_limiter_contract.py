@@ -335,3 +335,27 @@ async def test_stats_count_grants_waits_and_429s(make: Make) -> None:
     assert (stats.granted, stats.waited, stats.rate_limited) == (2, 1, 1)
     assert 0.15 <= stats.wait_seconds <= 0.2 + SLACK
     assert (stats.in_flight, stats.queued) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("rate", "binds"),
+    [
+        (limit(per_second=5, per_window=1_000_000_000, window=900.0), False),
+        (limit(per_second=1_000_000_000, per_window=1_000_000_000, window=900.0), False),
+        (limit(per_second=5, per_window=8, window=60.0), True),
+    ],
+    ids=["long-window-roomy", "both-unlimited", "long-window-low"],
+)
+async def test_saturated_only_when_the_long_window_is_nearly_spent(
+    make: Make, rate: RateLimit, binds: bool
+) -> None:
+    """Four requests: "saturated" when fewer than a short window's worth are left, not before.
+
+    With both windows equally huge (the pytest plugin's client against an
+    emulator without limits), one request once made the budget "nearly spent"
+    for good, and budget-aware sealing then held every batch back.
+    """
+    h = make(rate)
+    for _ in range(4):
+        await h.request()
+    assert h._limiter.saturated is binds

@@ -92,6 +92,17 @@ class RateLimit:
         return self.second / self.per_second, 1
 
 
+def low_water(limit: RateLimit) -> int:
+    """Requests left in the long window below which it is "nearly spent" (the budget binds).
+
+    A short window's worth, when the long window is the tighter one; 0 when
+    it never binds before the short one (both unlimited, say): otherwise one
+    request would make a budget of a billion "nearly spent".
+    """
+    short = limit.short_window[1]
+    return short if short < limit.per_window else 0
+
+
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How often and how long to retry a request that failed for a retryable reason.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
-from thanx_async._config import RateLimit
+from thanx_async._config import RateLimit, low_water
 from thanx_async._transport._ratelog import LogEntry, SlidingLog, Snapshot
 
 if TYPE_CHECKING:
@@ -195,6 +195,7 @@ class SlidingWindowLimiter:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._log = SlidingLog(limit)
+        self._low_water = low_water(limit)
         self._clock, self._sleep, self._wall_clock = clock, sleep, wall_clock
         self._foreground: deque[_Waiter] = deque()
         self._background: deque[_Waiter] = deque()
@@ -225,7 +226,7 @@ class SlidingWindowLimiter:
         ready = self._log.ready_at(now)
         if ready is None or ready > now:
             return True
-        return self._log.headroom(now) < self._log.short_limit
+        return self._log.headroom(now) < self._low_water
 
     def stats(self) -> LimiterStats:
         """A snapshot of the counters."""

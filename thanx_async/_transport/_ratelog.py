@@ -122,11 +122,6 @@ class SlidingLog:
         counted = len(self._in_flight) + sum(1 for f, _ in long.finished.copy() if f > horizon)
         return min(1.0, counted / long.limit)
 
-    @property
-    def short_limit(self) -> int:
-        """Requests the short window admits."""
-        return self._short.limit
-
     def start(self, now: float) -> LogEntry:
         """Record a request starting at ``now`` (the caller checked :meth:`ready_at`)."""
         entry = LogEntry(now)

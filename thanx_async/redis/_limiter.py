@@ -39,7 +39,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
     raise ImportError("thanx_async.redis needs redis-py: pip install 'thanx-async[redis]'") from exc
 
-from thanx_async._config import RateLimit
+from thanx_async._config import RateLimit, low_water
 from thanx_async._errors import TransportError
 from thanx_async._transport._ratelimit import LimiterStats, Slot
 from thanx_async.redis._budget import Budget
@@ -189,7 +189,8 @@ class RedisRateLimiter:
             self._budget = self._new_budget(budget_keys(key=key))
         elif client_id is not None:
             self.bind(client_id)
-        self._short_span, self._short_limit = self.rate_limit.short_window
+        self._short_span = self.rate_limit.short_window[0]
+        self._low_water = low_water(self.rate_limit)
         self._queues = (WaitingLine(background=False), WaitingLine(background=True))
         self._outage: float | None = None  # loop time of the first unanswered attempt
         #: Until when (monotonic) the last answer's "less than a short window's budget
@@ -404,7 +405,7 @@ class RedisRateLimiter:
                 ) from exc
             self._outage = None
             failures = 0
-            low = grant.long_left < self._short_limit
+            low = grant.long_left < self._low_water
             self._low_until = time.monotonic() + self._short_span if low else 0.0
             self._long_left = grant.long_left
             queue.registered = more or not grant.granted
