@@ -282,7 +282,8 @@ async def test_finished_work_expires_after_the_dedupe_window(
         await journal.reported(batch)
         reported = await ttls()
         assert "bi" not in {kind(k) for k in reported}
-        assert next(ttl for k, ttl in reported.items() if kind(k) == "b") <= window * 1000
+        # It expires a window after it finished (gone already if a slow machine took longer).
+        assert all(0 < ttl <= window * 1000 for k, ttl in reported.items() if kind(k) == "b")
         await asyncio.sleep(window + 0.1)
         left = {kind(k.decode()) async for k in admin.scan_iter(prefix + "*")}
     finally:

@@ -207,7 +207,9 @@ async def test_polls_of_one_process_yield_to_posts_of_another(
     last_post = max(i for i, name in enumerate(order) if name.startswith("fg"))
     polls_meanwhile = sum(name.startswith("bg") for name in order[:last_post])
     assert 1 <= polls_meanwhile <= 6 // 2, order  # at most one poll per two POSTs
-    assert max(at for _, at in log) - log[0][1] <= 14 * 0.1 * 1.05 + SLACK  # none wasted
+    # None wasted: each request counts from its start to a window after its response, so
+    # Redis round trips on a loaded machine add a little to every 0.1 s step.
+    assert max(at for _, at in log) - log[0][1] <= 14 * 0.1 * 1.15 + SLACK
 
 
 async def test_saturated_tells_when_the_budget_binds(
