@@ -83,7 +83,7 @@ async def test_delivered_webhooks_finish_every_job_without_a_poll(
     thanx_client: ta.ThanxClient, thanx_emulator: ThanxEmulator, site: Site
 ) -> None:
     """With deliveries arriving, 10,000 identifiers resolve with zero polls, soon after each job."""
-    batcher = batcher_for(thanx_client)
+    batcher = batcher_for(thanx_client, max_wait=30.0)  # sealed at size, however slow the feed
     site.receiver.add_sink(batcher)
     async with batcher:
         futures = [await batcher.submit(email(i)) for i in range(10_000)]

