@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -17,9 +20,28 @@ from thanx_async.testing import (
     DEFAULT_VARIANT_ID,
     ThanxEmulator,
 )
+from thanx_async.testing._plugin import client_rate_limit
 
-#: Thanx's per-second limit, a long window scaled to 10 s (so it binds within the test).
-LIMIT = ta.RateLimit(per_second=5, per_window=20, window=10.0)
+
+@contextlib.asynccontextmanager
+async def batcher_for(emulator: ThanxEmulator, **options: Any) -> AsyncIterator[ta.RewardBatcher]:
+    """A batcher whose client keeps the emulator's windows (the marker's scaled limits)."""
+    async with (
+        ta.ThanxClient(
+            client_id=DEFAULT_CLIENT_ID,
+            access_token=DEFAULT_ACCESS_TOKEN,
+            base_url=emulator.url,
+            rate_limit=client_rate_limit(emulator.state),
+        ) as client,
+        ta.RewardBatcher(
+            client,
+            merchant_id=DEFAULT_MERCHANT_ID,
+            campaign_id=DEFAULT_CAMPAIGN_ID,
+            variant_id=DEFAULT_VARIANT_ID,
+            **options,
+        ) as batcher,
+    ):
+        yield batcher
 
 
 @pytest.mark.slow
@@ -34,21 +56,7 @@ async def test_a_saturated_stream_sends_full_batches_and_resolves_everyone(
     thanx_emulator: ThanxEmulator,
 ) -> None:
     """800 identifiers/s against ~2 requests/s: hundreds per POST, all resolved, zero 429s."""
-    async with (
-        ta.ThanxClient(
-            client_id=DEFAULT_CLIENT_ID,
-            access_token=DEFAULT_ACCESS_TOKEN,
-            base_url=thanx_emulator.url,
-            rate_limit=LIMIT,
-        ) as client,
-        ta.RewardBatcher(
-            client,
-            merchant_id=DEFAULT_MERCHANT_ID,
-            campaign_id=DEFAULT_CAMPAIGN_ID,
-            variant_id=DEFAULT_VARIANT_ID,
-            max_wait=0.05,
-        ) as batcher,
-    ):
+    async with batcher_for(thanx_emulator, max_wait=0.05) as batcher:
         futures = []
         for tick in range(60):  # 6 s of traffic, 80 identifiers every 0.1 s
             futures += [await batcher.submit(f"u{tick}-{i}@example.com") for i in range(80)]
@@ -85,24 +93,9 @@ async def test_saturated_with_small_batches_accepted_jobs_do_not_pile_up(
     identifiers and resolved 4,200). Due polls go first: after the first
     window's burst, the jobs accepted but unresolved stop growing.
     """
-    async with (
-        ta.ThanxClient(
-            client_id=DEFAULT_CLIENT_ID,
-            access_token=DEFAULT_ACCESS_TOKEN,
-            base_url=thanx_emulator.url,
-            rate_limit=ta.RateLimit(per_second=5, per_window=10, window=5.0),
-        ) as client,
-        ta.RewardBatcher(
-            client,
-            merchant_id=DEFAULT_MERCHANT_ID,
-            campaign_id=DEFAULT_CAMPAIGN_ID,
-            variant_id=DEFAULT_VARIANT_ID,
-            max_batch_size=50,
-            close_timeout=0.5,
-        ) as batcher,
-    ):
+    async with batcher_for(thanx_emulator, max_batch_size=50, close_timeout=0.5) as batcher:
         futures = [await batcher.submit(f"u{i}@example.com") for i in range(5_000)]
-        backlog = []  # identifiers accepted and unresolved, every 0.5 s
+        backlog = []  # identifiers accepted and unresolved, every 0.25 s
         for _ in range(40):  # the first window's burst, then a window sustained
             await asyncio.sleep(0.25)
             backlog.append(batcher.stats().accepted - sum(f.done() for f in futures))

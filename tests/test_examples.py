@@ -34,7 +34,7 @@ from tests.cli.support import (
     emulator_thread,
     wait_until,
 )
-from tests.redis_support import RedisServer
+from tests.redis_support import RedisServer, free_port
 
 EXAMPLES = ROOT / "examples"
 
@@ -44,13 +44,6 @@ def emulator() -> Iterator[EmulatorThread]:
     """An emulator with instant jobs, serving from a background thread."""
     with emulator_thread(**FAST) as running:
         yield running
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(port: int, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
